@@ -1,0 +1,260 @@
+"""The one pipeline every rotary method shares.
+
+    positions p (B', N, d) --generators--> G(p) = sum_k p_k A_k --exp--> R(p) --apply--> R q, R k
+
+A method subclass only says what its generators look like:
+
+* ``PlanarEncoding`` subclasses (b = 2) return frequencies ``f`` of shape
+  (L, d, Hp, M): A_k = blockdiag_m(f[k, m] J), J = [[0, -1], [1, 0]]; the
+  rotation is cos/sin of the angles p . f and no matrix is ever built.
+* ``BlockEncoding`` subclasses return skew generator blocks (L, d, Hp, M, b, b)
+  and may override ``_blocks_at`` when the structure allows a cheaper G(p).
+
+L is 1 when layers share generators (``num_layers=1`` or ``share_layers``), Hp
+is 1 when heads share them. Rotations are computed in float32 with autocast
+off, once per call, and reused for q, k and every layer; per-layer generators
+come out of one batched call as the leading L axis of the ``Rotation``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.apply import LAYOUTS, apply_rotation_qk
+from ..ops.expm import skew_expm
+from ..positions import check_positions
+from ..rotation import Rotation
+
+__all__ = ["PositionEncoding", "RotaryEncoding", "PlanarEncoding", "BlockEncoding"]
+
+_J = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+_CACHE_SIZE = 8
+
+
+def _positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _tracing() -> bool:
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+
+
+class PositionEncoding(nn.Module):
+    """Common attributes: ``rotary`` methods rotate q and k, ``additive`` ones add to tokens."""
+
+    name: str = ""
+    rotary: bool = False
+    additive: bool = False
+    commuting: bool | None = None
+    #: The position convention of the method's paper (see ``liere.positions``).
+    default_convention: str = "liere"
+
+
+class RotaryEncoding(PositionEncoding):
+    rotary = True
+    #: Spherical RoPE composes per-axis exponentials instead of exponentiating their sum.
+    composes_axes = False
+
+    def __init__(
+        self,
+        *,
+        pos_dims: int,
+        head_dim: int,
+        num_heads: int,
+        block_size: int,
+        num_layers: int = 1,
+        share_layers: bool = False,
+        share_heads: bool = False,
+        num_prefix_tokens: int = 0,
+        prefix_position=None,
+        layout: str = "bhnd",
+        cache: bool = True,
+    ):
+        super().__init__()
+        self.pos_dims = _positive_int("pos_dims", pos_dims)
+        self.head_dim = _positive_int("head_dim", head_dim)
+        self.num_heads = _positive_int("num_heads", num_heads)
+        block_size = _positive_int("block_size", block_size)
+        if not 2 <= block_size <= head_dim:
+            raise ValueError(f"block_size: expected 2 <= block_size <= head_dim={head_dim}, got {block_size}")
+        self.block_size = block_size
+        self.num_blocks = head_dim // block_size
+        self.num_layers = _positive_int("num_layers", num_layers)
+        self.param_layers = 1 if share_layers else self.num_layers
+        self.param_heads = 1 if share_heads else self.num_heads
+        self.num_prefix_tokens = _positive_int("num_prefix_tokens", num_prefix_tokens, 0)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
+        if prefix_position is not None:
+            prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
+            if prefix.ndim == 1:
+                prefix = prefix.expand(self.num_prefix_tokens, -1)
+            if prefix.shape != (self.num_prefix_tokens, pos_dims) or self.num_prefix_tokens == 0:
+                raise ValueError(
+                    f"prefix_position: expected shape ({pos_dims},) or (num_prefix_tokens={self.num_prefix_tokens}, "
+                    f"{pos_dims}) with num_prefix_tokens > 0, got {tuple(prefix.shape)}"
+                )
+            self.register_buffer("prefix_position", prefix.clone(), persistent=False)
+        else:
+            self.prefix_position = None
+        self.cache = cache
+        self._cache: OrderedDict = OrderedDict()
+
+    # ----- what a method defines --------------------------------------------------------
+    def generator_blocks(self) -> Tensor:
+        """Skew generator blocks (L, d, Hp, M, b, b) in float32."""
+        raise NotImplementedError
+
+    def _compute(self, positions: Tensor) -> Rotation:
+        """Rotation (L, B', Hp, N, ...) of float32 positions (B', N, d)."""
+        raise NotImplementedError
+
+    # ----- public API -------------------------------------------------------------------
+    def rotation(self, positions: Tensor) -> Rotation:
+        """R(p) for the patch positions (N, d) or (B, N, d); prefix tokens are prepended.
+
+        The result is independent of the batch of q and k: compute it once per
+        forward pass and pass it to every layer.
+        """
+        positions = check_positions(positions, self.pos_dims)
+        key = self._cache_key(positions)
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        device_type = positions.device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            if self.prefix_position is not None:
+                prefix = self.prefix_position.to(positions.device).expand(positions.shape[0], -1, -1)
+                rotation = self._compute(torch.cat((prefix, positions), 1))
+            else:
+                rotation = self._pad_prefix(self._compute(positions))
+        if key is not None:
+            self._cache[key] = rotation
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return rotation
+
+    def forward(self, q: Tensor, k: Tensor, positions_or_rotation, *, layer: int = 0):
+        """Rotated (q, k). ``positions_or_rotation``: positions (N, d) / (B, N, d) or a ``Rotation``."""
+        rotation = positions_or_rotation
+        if not isinstance(rotation, Rotation):
+            rotation = self.rotation(rotation)
+        return apply_rotation_qk(q, k, rotation.layer(self._check_layer(layer)), layout=self.layout)
+
+    def generators(self, layer: int = 0) -> Tensor:
+        """Dense skew-symmetric generators A_k of one layer, shape (d, H, head_dim, head_dim)."""
+        blocks = self.generator_blocks()[self._param_layer(layer)]  # (d, Hp, M, b, b)
+        d, hp, m, b, _ = blocks.shape
+        dense = blocks.new_zeros(d, hp, self.head_dim, self.head_dim)
+        for j in range(m):
+            dense[..., j * b : (j + 1) * b, j * b : (j + 1) * b] = blocks[:, :, j]
+        return dense.expand(d, self.num_heads, self.head_dim, self.head_dim)
+
+    def rotation_matrix(self, positions: Tensor, layer: int = 0) -> Tensor:
+        """Dense R(p) of one layer: (H, N, D, D), or (B, H, N, D, D) for batched positions."""
+        batched = isinstance(positions, Tensor) and positions.ndim == 3
+        dense = self.rotation(positions).layer(self._check_layer(layer)).dense()[0]  # (B', Hp, N, D, D)
+        dense = dense.expand(dense.shape[0], self.num_heads, *dense.shape[2:])
+        return dense if batched else dense[0]
+
+    def extra_repr(self) -> str:
+        return (
+            f"pos_dims={self.pos_dims}, head_dim={self.head_dim}, num_heads={self.num_heads}, "
+            f"block_size={self.block_size}, num_layers={self.num_layers}, param_layers={self.param_layers}, "
+            f"param_heads={self.param_heads}, num_prefix_tokens={self.num_prefix_tokens}, layout={self.layout!r}"
+        )
+
+    # ----- helpers ----------------------------------------------------------------------
+    def _check_layer(self, layer: int) -> int:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer: expected an integer in [0, num_layers={self.num_layers}), got {layer!r}")
+        return layer
+
+    def _param_layer(self, layer: int) -> int:
+        return self._check_layer(layer) if self.param_layers > 1 else 0
+
+    def _pad_prefix(self, rotation: Rotation) -> Rotation:
+        """Give prefix tokens the identity rotation."""
+        p = self.num_prefix_tokens
+        if p == 0:
+            return rotation
+        if rotation.is_planar:
+            c, s = rotation.cos, rotation.sin
+            shape = (*c.shape[:3], p, c.shape[4])
+            return Rotation(self.head_dim, cos=torch.cat((c.new_ones(shape), c), 3), sin=torch.cat((s.new_zeros(shape), s), 3))
+        blocks = rotation.blocks
+        eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
+        shape = (*blocks.shape[:3], p, *blocks.shape[4:])
+        return Rotation(self.head_dim, blocks=torch.cat((eye.expand(shape), blocks), 3))
+
+    def _cache_key(self, positions: Tensor):
+        """Eval-mode cache key: position values, device, dtype and the parameters' versions."""
+        if not self.cache or self.training or _tracing() or torch.is_grad_enabled() and self._has_grad_params():
+            return None
+        state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+        values = tuple(positions.detach().reshape(-1).cpu().tolist())
+        return (tuple(positions.shape), positions.device, hash(values), state)
+
+    def _has_grad_params(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cache.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+
+class PlanarEncoding(RotaryEncoding):
+    """b = 2 methods: generators are frequencies, rotations are cos/sin of p . f."""
+
+    commuting = True
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("block_size", 2)
+        if kwargs["block_size"] != 2:
+            raise ValueError(f"block_size: {type(self).__name__} uses 2x2 blocks, got {kwargs['block_size']}")
+        super().__init__(**kwargs)
+
+    def frequencies(self) -> Tensor:
+        """(L, d, Hp, M) angular frequency of pair m along axis k."""
+        raise NotImplementedError
+
+    def generator_blocks(self) -> Tensor:
+        return self.frequencies()[..., None, None] * _J.to(self._device())
+
+    def _compute(self, positions: Tensor) -> Rotation:
+        angles = torch.einsum("bnd,ldhm->lbhnm", positions, self.frequencies().float())
+        return Rotation(self.head_dim, cos=torch.cos(angles), sin=torch.sin(angles))
+
+    def _device(self):
+        for t in (*self.parameters(), *self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+
+class BlockEncoding(RotaryEncoding):
+    """b >= 2 methods with general skew blocks: R = exp(sum_k p_k A_k) blockwise."""
+
+    def _blocks_at(self, positions: Tensor) -> Tensor:
+        """G(p) blocks (L, B', Hp, N, M, b, b); override when the structure allows a cheaper form."""
+        return torch.einsum("bnd,ldhmij->lbhnmij", positions, self.generator_blocks().float())
+
+    def _compute(self, positions: Tensor) -> Rotation:
+        return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions)))
+
+
+def skew_from_upper(params: Tensor, size: int) -> Tensor:
+    """(..., size*(size-1)/2) upper-triangle entries -> skew (..., size, size)."""
+    rows, cols = torch.triu_indices(size, size, offset=1, device=params.device)
+    upper = params.new_zeros(*params.shape[:-1], size, size)
+    upper[..., rows, cols] = params
+    return upper - upper.transpose(-1, -2)

@@ -1,0 +1,81 @@
+"""ComRoPE (Yu et al., CVPR 2025): trainable generators that commute by construction.
+
+Both variants use M = head_dim // b skew blocks S_m = P_m - P_m^T, one learned
+b x b matrix P_m per block (per head and layer), initialised N(0, init_std^2).
+
+ComRoPE-AP ("axis-partitioned"): block m belongs to axis a(m) = m mod d, so
+
+    A_k = blockdiag_m( [a(m) = k] S_m ),   R(p)_m = exp(p_{a(m)} S_m).
+
+Generators of different axes live in different blocks and commute.
+
+ComRoPE-LD ("linearly dependent"): every axis scales the same skew matrix,
+
+    A_k = blockdiag_m( theta_{k,m} S_m ),  R(p)_m = exp((sum_k theta_{k,m} p_k) S_m),
+
+with learned per-axis scales theta (initialised N(0, 1)). Multiples of one
+matrix commute. In both, G(p) is a scalar times S_m per block, so G(p) costs
+one multiply per block entry instead of a sum over axes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import BlockEncoding
+
+__all__ = ["ComRoPEAP", "ComRoPELD"]
+
+
+class _ComRoPE(BlockEncoding):
+    commuting = True
+    default_convention = "centers"
+
+    def __init__(self, *, init_std: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if init_std < 0:
+            raise ValueError(f"init_std: expected a non-negative standard deviation, got {init_std}")
+        b = self.block_size
+        self.matrices = nn.Parameter(init_std * torch.randn(self.param_layers, self.param_heads, self.num_blocks, b, b))
+
+    def skew(self) -> Tensor:
+        """S_m = P_m - P_m^T, shape (L, Hp, M, b, b)."""
+        return self.matrices - self.matrices.transpose(-1, -2)
+
+    def block_angles(self, positions: Tensor) -> Tensor:
+        """t_m(p), the scalar multiplying S_m: broadcastable to (L, B', Hp, N, M)."""
+        raise NotImplementedError
+
+    def _blocks_at(self, positions: Tensor) -> Tensor:
+        t = self.block_angles(positions)
+        return t[..., None, None] * self.skew().float()[:, None, :, None]
+
+
+class ComRoPEAP(_ComRoPE):
+    name = "comrope_ap"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.register_buffer("block_axis", torch.arange(self.num_blocks) % self.pos_dims, persistent=False)
+
+    def generator_blocks(self) -> Tensor:
+        owned = nn.functional.one_hot(self.block_axis, self.pos_dims).T.float()  # (d, M)
+        return owned[None, :, None, :, None, None] * self.skew()[:, None]
+
+    def block_angles(self, positions: Tensor) -> Tensor:
+        return positions[..., self.block_axis][None, :, None]  # (1, B', 1, N, M)
+
+
+class ComRoPELD(_ComRoPE):
+    name = "comrope_ld"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = nn.Parameter(torch.randn(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks))
+
+    def generator_blocks(self) -> Tensor:
+        return self.scales[..., None, None] * self.skew()[:, None]
+
+    def block_angles(self, positions: Tensor) -> Tensor:
+        return torch.einsum("bnd,ldhm->lbhnm", positions, self.scales.float())

@@ -1,0 +1,72 @@
+"""Fixed-frequency RoPE: 1-D (Su et al. 2021) and axial 2-D/3-D (RoPE-Axial, Vision-Llama).
+
+1-D RoPE rotates channel pair j of a token at position p by the angle
+
+    p * theta^(-2j / D),   j = 0 .. D/2 - 1,   D = head_dim,
+
+i.e. A = blockdiag_j(theta^(-2j/D) J) with J = [[0, -1], [1, 0]].
+
+Axial RoPE (Heo et al. 2024, "Rotary Position Embedding for Vision
+Transformer"; Chu et al. 2024, VisionLLaMA) gives each of the d axes its own
+contiguous share of the D/2 pairs. Axis k owns m_k pairs (the first
+``D/2 mod d`` axes own one extra when d does not divide D/2), and its pair j
+turns at theta^(-j / m_k), so A_k is non-zero only on axis k's pairs. All
+generators are diagonal in the same 2x2 planes, so they commute and
+<R(p) q, R(p') k> depends on p' - p only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import PlanarEncoding
+
+__all__ = ["RoPE1D", "AxialRoPE", "split_pairs"]
+
+
+def split_pairs(num_pairs: int, pos_dims: int) -> list[int]:
+    """How many of ``num_pairs`` channel pairs each axis owns (as even as possible)."""
+    base, extra = divmod(num_pairs, pos_dims)
+    return [base + (k < extra) for k in range(pos_dims)]
+
+
+class RoPE1D(PlanarEncoding):
+    name = "rope"
+    default_convention = "index"
+
+    def __init__(self, *, theta: float = 10000.0, **kwargs):
+        super().__init__(**kwargs)
+        if self.pos_dims != 1:
+            raise ValueError(f"pos_dims: 'rope' is 1-D RoPE and needs pos_dims=1, got {self.pos_dims}; "
+                             f"use 'rope_axial' or 'rope_mixed' for {self.pos_dims}-D positions")
+        if theta <= 0:
+            raise ValueError(f"theta: expected a positive base, got {theta}")
+        self.theta = float(theta)
+        j = torch.arange(self.num_blocks, dtype=torch.float64)
+        freqs = self.theta ** (-2.0 * j / self.head_dim)
+        self.register_buffer("freqs", freqs.float().view(1, 1, 1, -1), persistent=False)
+
+    def frequencies(self) -> Tensor:
+        return self.freqs
+
+
+class AxialRoPE(PlanarEncoding):
+    name = "rope_axial"
+    default_convention = "index"
+
+    def __init__(self, *, theta: float = 100.0, **kwargs):
+        super().__init__(**kwargs)
+        if theta <= 0:
+            raise ValueError(f"theta: expected a positive base, got {theta}")
+        self.theta = float(theta)
+        freqs = torch.zeros(1, self.pos_dims, 1, self.num_blocks, dtype=torch.float64)
+        start = 0
+        for axis, count in enumerate(split_pairs(self.num_blocks, self.pos_dims)):
+            j = torch.arange(count, dtype=torch.float64)
+            freqs[0, axis, 0, start : start + count] = self.theta ** (-j / max(count, 1))
+            start += count
+        self.register_buffer("freqs", freqs.float(), persistent=False)
+
+    def frequencies(self) -> Tensor:
+        return self.freqs

@@ -1,0 +1,56 @@
+"""RoPE-Mixed (Heo et al. 2024): learned frequencies that mix the axes.
+
+Channel pair j of head h turns by the angle <f_{h,j}, p>, with a learned
+frequency vector f_{h,j} in R^d per pair, head and layer:
+
+    A_k = blockdiag_j(f_{h,j,k} J),   R(p) = blockdiag_j(rot(<f_{h,j}, p>)).
+
+The generators are all diagonal in the same 2x2 planes, so they commute and
+the encoding is relative. Initialisation follows RoPE-ViT: the pairs are split
+into d groups as in axial RoPE, group k points along direction u_k of a
+random orthonormal frame drawn per head and layer (``rotate=False`` keeps the
+coordinate axes), and pair j of a group of m has magnitude theta^(-j/m)
+(theta = 10), i.e. 1/10^(4j/D) for 2-D positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import PlanarEncoding
+from .rope import split_pairs
+
+__all__ = ["MixedRoPE"]
+
+
+def _random_frame(pos_dims: int, generator: torch.Generator | None) -> Tensor:
+    if pos_dims == 1:
+        return torch.ones(1, 1)
+    q, r = torch.linalg.qr(torch.randn(pos_dims, pos_dims, generator=generator))
+    return q * torch.sign(torch.diagonal(r))
+
+
+class MixedRoPE(PlanarEncoding):
+    name = "rope_mixed"
+    default_convention = "index"
+
+    def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if theta <= 0:
+            raise ValueError(f"theta: expected a positive base, got {theta}")
+        magnitudes, groups = [], []
+        for axis, count in enumerate(split_pairs(self.num_blocks, self.pos_dims)):
+            magnitudes.append(theta ** (-torch.arange(count, dtype=torch.float32) / max(count, 1)))
+            groups += [axis] * count
+        magnitudes = torch.cat(magnitudes)  # (M,)
+        freqs = torch.empty(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks)
+        for layer in range(self.param_layers):
+            for head in range(self.param_heads):
+                frame = _random_frame(self.pos_dims, None) if rotate else torch.eye(self.pos_dims)
+                # Column g of the frame is the direction of group g.
+                freqs[layer, :, head, :] = frame[:, groups] * magnitudes
+        self.freqs = nn.Parameter(freqs)
+
+    def frequencies(self) -> Tensor:
+        return self.freqs

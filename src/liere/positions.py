@@ -1,0 +1,107 @@
+"""Token positions: grids under named conventions, prefix tokens, resolution changes.
+
+How a grid of n patches maps to coordinates decides what a model sees when the
+resolution changes, so the convention is always explicit:
+
+=========  ================================  ==========================================
+name       coordinate of patch i (of n)      at a new resolution n (trained at n_train)
+=========  ================================  ==========================================
+liere      linspace(0, n / n_train, n)[i]     spacing kept ~1/n_train, range grows (LieRE code)
+centers    (i + 0.5) / n                      range kept at [0, 1], spacing shrinks (ComRoPE)
+index      i                                  spacing 1, range grows (RoPE-ViT, 1-D RoPE)
+=========  ================================  ==========================================
+
+Grids are flattened in row-major order over ``shape`` (the order of
+``x.flatten(2)`` after a patch-embedding convolution), one coordinate per axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["CONVENTIONS", "grid", "axis_coordinates", "with_prefix", "check_positions"]
+
+CONVENTIONS = ("liere", "centers", "index")
+
+
+def axis_coordinates(
+    n: int, convention: str = "liere", n_train: int | None = None, *, device=None, dtype=torch.float32
+) -> Tensor:
+    """Coordinates of n patches along one axis."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive number of patches, got {n!r}")
+    if convention == "liere":
+        n_train = n if n_train is None else n_train
+        if n_train < 1:
+            raise ValueError(f"train_shape: expected positive sizes, got {n_train}")
+        # linspace(0, 1, n) at the training size, as in the LieRE code; stretched by n / n_train elsewhere.
+        return torch.linspace(0.0, n / n_train, n, device=device, dtype=dtype)
+    if convention == "centers":
+        return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n
+    if convention == "index":
+        return torch.arange(n, device=device, dtype=dtype)
+    raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
+
+
+def grid(
+    shape: Sequence[int] | int,
+    convention: str = "liere",
+    *,
+    train_shape: Sequence[int] | None = None,
+    device=None,
+    dtype=torch.float32,
+) -> Tensor:
+    """Positions of a patch grid of ``shape`` (e.g. (H', W') or (T', H', W')), as (prod(shape), len(shape))."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if len(shape) == 0:
+        raise ValueError("shape: expected at least one axis")
+    if train_shape is not None:
+        train_shape = (train_shape,) if isinstance(train_shape, int) else tuple(train_shape)
+        if len(train_shape) != len(shape):
+            raise ValueError(f"train_shape: expected {len(shape)} sizes to match shape={shape}, got {train_shape}")
+    axes = [
+        axis_coordinates(n, convention, None if train_shape is None else train_shape[i], device=device, dtype=dtype)
+        for i, n in enumerate(shape)
+    ]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], -1)
+
+
+def with_prefix(positions: Tensor, num_prefix_tokens: int, value: float | Tensor = 0.0) -> Tensor:
+    """Prepend positions for CLS/register tokens: (N, d) -> (P + N, d), or batched (B, N, d)."""
+    if num_prefix_tokens == 0:
+        return positions
+    d = positions.shape[-1]
+    prefix = torch.as_tensor(value, dtype=positions.dtype, device=positions.device)
+    prefix = prefix.expand(num_prefix_tokens, d) if prefix.ndim < 2 else prefix
+    if positions.ndim == 3:
+        prefix = prefix.expand(positions.shape[0], num_prefix_tokens, d)
+    return torch.cat((prefix, positions), -2)
+
+
+def _is_tracing() -> bool:
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+
+
+def check_positions(positions, pos_dims: int, name: str = "positions") -> Tensor:
+    """Validate positions of shape (N, d) or (B, N, d) and return them as float32 (B', N, d)."""
+    if not isinstance(positions, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of shape (N, {pos_dims}) or (B, N, {pos_dims}), "
+                        f"got {type(positions).__name__}")
+    if positions.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected shape (N, {pos_dims}) or (B, N, {pos_dims}), got {tuple(positions.shape)}")
+    if positions.shape[-1] != pos_dims:
+        raise ValueError(
+            f"{name}: expected last dimension pos_dims={pos_dims}, got shape {tuple(positions.shape)}"
+        )
+    if positions.is_complex():
+        raise TypeError(f"{name}: expected real coordinates, got dtype {positions.dtype}")
+    positions = positions.float()
+    # The finiteness check needs a host sync, which tracing cannot express; traced
+    # graphs take their positions from buffers that were checked eagerly.
+    if not _is_tracing() and not bool(torch.isfinite(positions).all()):
+        raise ValueError(f"{name}: contains NaN or inf values")
+    return positions if positions.ndim == 3 else positions.unsqueeze(0)

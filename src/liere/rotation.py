@@ -1,0 +1,152 @@
+"""``Rotation``: a precomputed R(p), independent of the batch of q and k.
+
+A rotation is block-diagonal with M blocks of size b on the first M*b
+channels of each head; the remaining ``head_dim - M*b`` channels are left as
+they are. It is stored in one of two forms:
+
+* ``planar``  b = 2 as ``cos`` and ``sin`` of the angles, shape (L, Bp, Hp, N, M).
+  Block m acts on channels (2m, 2m+1) as [[cos, -sin], [sin, cos]]
+  (interleaved pairs, as in the original RoPE and rotary-embedding-torch).
+* ``blocks``  dense blocks, shape (L, Bp, Hp, N, M, b, b), block m acting on
+  channels [m*b, (m+1)*b).
+
+L is the number of layers with their own generators (1 when shared), Bp is
+1 (positions shared by the batch) or B, Hp is 1 (shared by heads) or H. The
+size-1 axes broadcast, so a rotation costs nothing per sample or per head
+when it does not depend on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+__all__ = ["Rotation"]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    head_dim: int
+    cos: Tensor | None = None
+    sin: Tensor | None = None
+    blocks: Tensor | None = None
+
+    def __post_init__(self):
+        if (self.blocks is None) == (self.cos is None):
+            raise ValueError("Rotation: give either cos and sin (planar form) or blocks, not both")
+        if self.cos is not None and (self.sin is None or self.sin.shape != self.cos.shape):
+            raise ValueError("Rotation: cos and sin must both be given, with the same shape")
+
+    # ----- shape --------------------------------------------------------------------
+    @property
+    def _data(self) -> Tensor:
+        return self.cos if self.blocks is None else self.blocks
+
+    @property
+    def is_planar(self) -> bool:
+        return self.blocks is None
+
+    @property
+    def block_size(self) -> int:
+        return 2 if self.blocks is None else self.blocks.shape[-1]
+
+    @property
+    def num_blocks(self) -> int:
+        return self._data.shape[4]
+
+    @property
+    def num_layers(self) -> int:
+        return self._data.shape[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self._data.shape[1]
+
+    @property
+    def num_heads(self) -> int:
+        return self._data.shape[2]
+
+    @property
+    def num_tokens(self) -> int:
+        return self._data.shape[3]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._data.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._data.device
+
+    # ----- slicing ------------------------------------------------------------------
+    def _index(self, dim: int, index) -> "Rotation":
+        def take(t: Tensor | None) -> Tensor | None:
+            if t is None:
+                return None
+            if isinstance(index, int):
+                index_ = slice(index, index + 1) if index != -1 else slice(-1, None)
+            else:
+                index_ = index
+            if isinstance(index_, Tensor):
+                index_ = index_.to(t.device)
+                if dim == 3 and index_.ndim == 2:  # per-sample token indices (B, N_kept)
+                    return _gather_tokens(t, index_)
+                return t.index_select(dim, index_.reshape(-1))
+            return t[(slice(None),) * dim + (index_,)]
+
+        return replace(self, cos=take(self.cos), sin=take(self.sin), blocks=take(self.blocks))
+
+    def layer(self, index: int) -> "Rotation":
+        """The rotation of one layer (a no-op when layers share generators)."""
+        if self.num_layers == 1:
+            return self
+        if not -self.num_layers <= index < self.num_layers:
+            raise IndexError(f"Rotation.layer: layer {index} out of range for {self.num_layers} layers")
+        return self._index(0, index)
+
+    def heads(self, index) -> "Rotation":
+        """Keep some heads: an int, a slice, or a 1-D index tensor. No-op for head-shared rotations."""
+        if self.num_heads == 1:
+            return self
+        return self._index(2, index)
+
+    def tokens(self, index) -> "Rotation":
+        """Keep some tokens: an int, a slice, a 1-D index tensor, or per-sample indices (B, N_kept).
+
+        Per-sample indices are what MAE-style token dropping and packed
+        sequences produce; the result then has one rotation per sample.
+        """
+        return self._index(3, index)
+
+    def to(self, *args, **kwargs) -> "Rotation":
+        move = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
+        return replace(self, cos=move(self.cos), sin=move(self.sin), blocks=move(self.blocks))
+
+    def dense(self) -> Tensor:
+        """The full (L, Bp, Hp, N, head_dim, head_dim) matrices, for tests and inspection."""
+        if self.is_planar:
+            c, s = self.cos, self.sin
+            blocks = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)
+        else:
+            blocks = self.blocks
+        *lead, m, b, _ = blocks.shape
+        out = blocks.new_zeros(*lead, self.head_dim, self.head_dim)
+        for j in range(m):
+            out[..., j * b : (j + 1) * b, j * b : (j + 1) * b] = blocks[..., j, :, :]
+        rest = torch.arange(m * b, self.head_dim, device=blocks.device)
+        out[..., rest, rest] = 1.0
+        return out
+
+
+def _gather_tokens(t: Tensor, index: Tensor) -> Tensor:
+    """t: (L, Bp, Hp, N, ...) and index: (B, K) -> (L, B, Hp, K, ...)."""
+    lead, bp, hp = t.shape[0], t.shape[1], t.shape[2]
+    batch = index.shape[0]
+    if bp not in (1, batch):
+        raise ValueError(f"Rotation.tokens: index has batch {batch} but the rotation has batch {bp}")
+    t = t.expand(lead, batch, *t.shape[2:])
+    rest = t.shape[4:]
+    idx = index.view(1, batch, 1, index.shape[1], *([1] * len(rest))).expand(lead, batch, hp, index.shape[1], *rest)
+    return torch.gather(t, 3, idx)

@@ -86,8 +86,8 @@ def _is_tracing() -> bool:
     return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
-def check_positions(positions, pos_dims: int, name: str = "positions") -> Tensor:
-    """Validate positions of shape (N, d) or (B, N, d) and return them as float32 (B', N, d)."""
+def check_positions(positions, pos_dims: int, name: str = "positions", dtype: torch.dtype = torch.float32) -> Tensor:
+    """Validate positions of shape (N, d) or (B, N, d) and return them as ``dtype`` (B', N, d)."""
     if not isinstance(positions, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of shape (N, {pos_dims}) or (B, N, {pos_dims}), "
                         f"got {type(positions).__name__}")
@@ -99,7 +99,7 @@ def check_positions(positions, pos_dims: int, name: str = "positions") -> Tensor
         )
     if positions.is_complex():
         raise TypeError(f"{name}: expected real coordinates, got dtype {positions.dtype}")
-    positions = positions.float()
+    positions = positions.to(dtype)
     # The finiteness check needs a host sync, which tracing cannot express; traced
     # graphs take their positions from buffers that were checked eagerly.
     if not _is_tracing() and not bool(torch.isfinite(positions).all()):

@@ -122,7 +122,7 @@ class RotaryEncoding(PositionEncoding):
         The result is independent of the batch of q and k: compute it once per
         forward pass and pass it to every layer.
         """
-        positions = check_positions(positions, self.pos_dims)
+        positions = check_positions(positions, self.pos_dims, dtype=self.math_dtype)
         key = self._cache_key(positions)
         if key is not None and key in self._cache:
             self._cache.move_to_end(key)
@@ -171,6 +171,14 @@ class RotaryEncoding(PositionEncoding):
         )
 
     # ----- helpers ----------------------------------------------------------------------
+    @property
+    def math_dtype(self) -> torch.dtype:
+        """float32, or float64 once the module is converted with ``.double()`` (for gradcheck)."""
+        for t in (*self.parameters(), *self.buffers()):
+            if t.dtype == torch.float64:
+                return torch.float64
+        return torch.float32
+
     def _check_layer(self, layer: int) -> int:
         if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_layers:
             raise ValueError(f"layer: expected an integer in [0, num_layers={self.num_layers}), got {layer!r}")
@@ -229,16 +237,12 @@ class PlanarEncoding(RotaryEncoding):
         raise NotImplementedError
 
     def generator_blocks(self) -> Tensor:
-        return self.frequencies()[..., None, None] * _J.to(self._device())
+        freqs = self.frequencies()
+        return freqs[..., None, None] * _J.to(device=freqs.device, dtype=freqs.dtype)
 
     def _compute(self, positions: Tensor) -> Rotation:
-        angles = torch.einsum("bnd,ldhm->lbhnm", positions, self.frequencies().float())
+        angles = torch.einsum("bnd,ldhm->lbhnm", positions, self.frequencies().to(positions.dtype))
         return Rotation(self.head_dim, cos=torch.cos(angles), sin=torch.sin(angles))
-
-    def _device(self):
-        for t in (*self.parameters(), *self.buffers()):
-            return t.device
-        return torch.device("cpu")
 
 
 class BlockEncoding(RotaryEncoding):
@@ -246,7 +250,7 @@ class BlockEncoding(RotaryEncoding):
 
     def _blocks_at(self, positions: Tensor) -> Tensor:
         """G(p) blocks (L, B', Hp, N, M, b, b); override when the structure allows a cheaper form."""
-        return torch.einsum("bnd,ldhmij->lbhnmij", positions, self.generator_blocks().float())
+        return torch.einsum("bnd,ldhmij->lbhnmij", positions, self.generator_blocks().to(positions.dtype))
 
     def _compute(self, positions: Tensor) -> Rotation:
         return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions)))

@@ -49,7 +49,7 @@ class _ComRoPE(BlockEncoding):
 
     def _blocks_at(self, positions: Tensor) -> Tensor:
         t = self.block_angles(positions)
-        return t[..., None, None] * self.skew().float()[:, None, :, None]
+        return t[..., None, None] * self.skew().to(positions.dtype)[:, None, :, None]
 
 
 class ComRoPEAP(_ComRoPE):
@@ -78,4 +78,4 @@ class ComRoPELD(_ComRoPE):
         return self.scales[..., None, None] * self.skew()[:, None]
 
     def block_angles(self, positions: Tensor) -> Tensor:
-        return torch.einsum("bnd,ldhm->lbhnm", positions, self.scales.float())
+        return torch.einsum("bnd,ldhm->lbhnm", positions, self.scales.to(positions.dtype))

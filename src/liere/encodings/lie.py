@@ -43,6 +43,6 @@ class LieRE(BlockEncoding):
     def _compute(self, positions: Tensor) -> Rotation:
         if self.block_size == 2:
             # A 2x2 skew block [[0, -u], [u, 0]] has frequency -u.
-            angles = torch.einsum("bnd,ldhm->lbhnm", positions, -self.upper[..., 0].float())
+            angles = torch.einsum("bnd,ldhm->lbhnm", positions, -self.upper[..., 0].to(positions.dtype))
             return Rotation(self.head_dim, cos=torch.cos(angles), sin=torch.sin(angles))
         return super()._compute(positions)

@@ -61,9 +61,9 @@ class SphericalRoPE(BlockEncoding):
         return self.freqs[..., None, None] * self.axis_generators[None, :, None, None]
 
     def _compute(self, positions: Tensor) -> Rotation:
-        angles = torch.einsum("bnd,ldhm->dlbhnm", positions, self.freqs.float())
+        angles = torch.einsum("bnd,ldhm->dlbhnm", positions, self.freqs.to(positions.dtype))
         result = None
         for k in range(self.pos_dims):
-            factor = skew_expm(angles[k][..., None, None] * self.axis_generators[k])
+            factor = skew_expm(angles[k][..., None, None] * self.axis_generators[k].to(angles.dtype))
             result = factor if result is None else result @ factor
         return Rotation(self.head_dim, blocks=result)

@@ -52,9 +52,14 @@ def check_rotation_fits(x: Tensor, rotation: Rotation, layout: str, name: str = 
         raise ValueError(f"{name}: batch is {batch} but the per-sample positions have batch {rotation.batch_size}")
 
 
+def _math_dtype(x: Tensor, rot: Tensor) -> torch.dtype:
+    """float32 at least; float64 when x or the rotation is float64 (gradcheck)."""
+    return torch.promote_types(torch.promote_types(x.dtype, rot.dtype), torch.float32)
+
+
 def _planar(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     pairs = cos.shape[-1]
-    xr = x[..., : 2 * pairs].float().unflatten(-1, (pairs, 2))
+    xr = x[..., : 2 * pairs].to(_math_dtype(x, cos)).unflatten(-1, (pairs, 2))
     x0, x1 = xr[..., 0], xr[..., 1]
     out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), -1).flatten(-2)
     return out
@@ -62,7 +67,7 @@ def _planar(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 def _blocks(x: Tensor, blocks: Tensor) -> Tensor:
     m, b = blocks.shape[-3], blocks.shape[-1]
-    xr = x[..., : m * b].float().unflatten(-1, (m, b))
+    xr = x[..., : m * b].to(_math_dtype(x, blocks)).unflatten(-1, (m, b))
     return torch.einsum("...mij,...mj->...mi", blocks, xr).flatten(-2)
 
 
@@ -75,7 +80,7 @@ def _rotate_eager(x: Tensor, rotation: Rotation, layout: str) -> Tensor:
     out = _planar(x, *data) if rotation.is_planar else _blocks(x, *data)
     rotated = rotation.num_blocks * rotation.block_size
     if rotated < x.shape[-1]:
-        out = torch.cat((out, x[..., rotated:].float()), -1)
+        out = torch.cat((out, x[..., rotated:].to(out.dtype)), -1)
     return out.to(x.dtype)
 
 

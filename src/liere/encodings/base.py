@@ -79,8 +79,7 @@ class RotaryEncoding(PositionEncoding):
         self.pos_dims = _positive_int("pos_dims", pos_dims)
         self.head_dim = _positive_int("head_dim", head_dim)
         self.num_heads = _positive_int("num_heads", num_heads)
-        block_size = _positive_int("block_size", block_size)
-        if not 2 <= block_size <= head_dim:
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= head_dim:
             raise ValueError(f"block_size: expected 2 <= block_size <= head_dim={head_dim}, got {block_size}")
         self.block_size = block_size
         self.num_blocks = head_dim // block_size

@@ -17,18 +17,24 @@ A scene holds
 * optionally ``num_distractors`` discs of another colour, which do not count.
 
 The label is 1 when the ray leaving the arrow's tip along its direction passes
-within ``radius`` of the target's centre (hits the disc), else 0. Scenes are
-rejection-sampled so that
+within ``radius`` of the target's centre (hits the disc), else 0. A scene is
+drawn in two steps:
 
-* the two classes are exactly balanced within each generation block;
-* the target is at least ``min_gap`` away from the arrow, so the answer needs
-  information from patches that are far apart -- position encodings matter;
-* no ray passes within ``margin`` of the disc's rim, so every label is
-  unambiguous at 32x32;
-* nothing overlaps and everything stays inside the frame.
+1. positions and sizes, independent of the label: the arrow's bounding circle
+   is inside the frame and at least ``min_gap`` from the target's rim (so the
+   answer needs information from patches that are far apart -- position
+   encodings matter), distractors do not overlap anything;
+2. the arrow's direction given the label (balanced exactly within each block):
+   a hit points within ``asin((r - margin) / d)`` of the direction to the
+   target (``d`` = centre distance); a miss points further than
+   ``asin((r + margin) / d) + miss_angle`` from it -- a fraction ``near_miss``
+   of misses just past that limit, the rest anywhere. ``miss_angle`` and
+   ``near_miss`` set the difficulty: the defaults (0.35 rad, 0) ask for the
+   arrow's direction to within about 20 degrees.
 
-Positives are drawn from the exact conditional distribution of uniformly
-placed scenes, so nothing but the geometry separates the classes.
+Because positions and sizes do not depend on the label, no single object
+reveals the class: only the relation between the arrow's direction and the
+target's relative position does. ``margin`` keeps every label unambiguous.
 
 Label-preserving augmentations: any transform applied to the whole image that
 maps lines to lines keeps the label -- horizontal/vertical flips, translations
@@ -47,7 +53,6 @@ Rendered blocks are cached in memory as uint8.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -80,7 +85,9 @@ class BlockDataset(torch.utils.data.Dataset):
     def _sample_block(self, block: int) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _render(self, params: dict[str, np.ndarray]) -> torch.Tensor:
+    def _render(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        """Float images in [0, 1], (B, C, ...) -- NumPy, which is single-threaded and so
+        does not slow down when other processes load the CPU the way OpenMP ops do."""
         raise NotImplementedError
 
     def __len__(self) -> int:
@@ -98,9 +105,11 @@ class BlockDataset(torch.utils.data.Dataset):
             # are never drawn.
             n = min(self.block_size, self.num_samples - block * self.block_size)
             params = {k: v[:n] for k, v in self._block_params(block).items()}
+            imgs = np.zeros((0,), dtype=np.uint8)
             chunks = [self._render({k: v[s : s + 128] for k, v in params.items()}) for s in range(0, n, 128)]
-            imgs = torch.cat(chunks) if chunks else torch.empty(0)
-            self._images[block] = (imgs * 255.0).round_().to(torch.uint8)
+            if chunks:
+                imgs = np.concatenate([np.rint(c * 255.0).astype(np.uint8) for c in chunks])
+            self._images[block] = torch.from_numpy(imgs)
         return self._images[block]
 
     def _check(self, i: int) -> int:
@@ -130,7 +139,8 @@ class BlockDataset(torch.utils.data.Dataset):
         Handy for training small models from memory (or on a GPU) without a DataLoader.
         """
         nb = -(-self.num_samples // self.block_size)
-        xs = torch.cat([self._block_images(b) for b in range(nb)]) if nb else torch.empty(0, dtype=torch.uint8)
+        xs = torch.from_numpy(np.concatenate([self._block_images(b).numpy() for b in range(nb)])) if nb \
+            else torch.empty(0, dtype=torch.uint8)
         ys = np.concatenate([self._block_params(b)["label"] for b in range(nb)])[: self.num_samples] if nb else []
         return xs, torch.as_tensor(np.asarray(ys), dtype=torch.int64)
 
@@ -140,71 +150,50 @@ def balanced_labels(rng: np.random.Generator, n: int, num_classes: int) -> np.nd
     return rng.permutation(np.arange(n) % num_classes)
 
 
-def pixel_grid(size: int) -> torch.Tensor:
-    """Pixel centres in scene coordinates, shape (size, size, 2) holding (x, y)."""
-    u = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-    yy, xx = torch.meshgrid(u, u, indexing="ij")
-    return torch.stack([xx, yy], dim=-1)
+def pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (x, y) in scene units, each (size, size) float32."""
+    u = (np.arange(size, dtype=np.float32) + 0.5) / size
+    return u[None, :].repeat(size, 0), u[:, None].repeat(size, 1)
 
 
-def coverage(sdf: torch.Tensor, size: int) -> torch.Tensor:
+def coverage(sdf: np.ndarray, size: int) -> np.ndarray:
     """Antialiased coverage from a signed distance in scene units (one-pixel ramp)."""
-    return (0.5 - sdf * size).clamp_(0.0, 1.0)
+    return np.clip(0.5 - sdf * size, 0.0, 1.0, out=sdf)
 
 
-def arrow_geometry(length):
-    """Head length, head half-width and shaft half-width of an arrow (scene units)."""
-    length = np.asarray(length, dtype=np.float64)
-    return 0.4 * length, 0.25 * length, 0.07 * length
+def _col(v) -> np.ndarray:
+    # (B,) parameters broadcast against (B, H, W) pixel arrays.
+    return np.asarray(v, dtype=np.float32)[:, None, None]
 
 
-def arrow_sdf(px: torch.Tensor, py: torch.Tensor, ax, ay, angle, length) -> torch.Tensor:
-    """Signed distance to the arrows (batched over the leading dim of the parameters).
+def arrow_sdf(px: np.ndarray, py: np.ndarray, ax, ay, angle, length) -> np.ndarray:
+    """Signed distance to B arrows; ``px``/``py`` are (H, W), parameters (B,); result (B, H, W).
 
-    ``px``/``py`` are (H, W) pixel coordinates; parameters are 1-D tensors of
-    length B; the result is (B, H, W). The head is a triangle whose distance is
-    the max over its edges' half-plane distances (exact near edges, which is
-    all antialiasing needs).
+    The shaft is a box from the tail to the head's base; the head is a
+    triangle whose distance is the max of its edges' half-plane distances
+    (exact near the edges, which is all antialiasing needs). The head is
+    0.4 of the length long and 0.5 wide, the shaft 0.14 wide.
     """
-    head, half_w, shaft_w = (torch.as_tensor(v, dtype=torch.float32) for v in arrow_geometry(length))
-    ax, ay, angle, length = (torch.as_tensor(v, dtype=torch.float32) for v in (ax, ay, angle, length))
-    v = lambda t: t[:, None, None]  # noqa: E731 -- broadcast (B,) over (H, W)
-    dx, dy = torch.cos(angle), torch.sin(angle)
-    qx = px[None] - v(ax - 0.5 * length * dx)
-    qy = py[None] - v(ay - 0.5 * length * dy)
-    along = qx * v(dx) + qy * v(dy)  # coordinate along the arrow, 0 at the tail
-    perp = -qx * v(dy) + qy * v(dx)
-    # Shaft: a box from the tail to the base of the head.
-    half_len = v(0.5 * (length - head))
-    ex = (along - half_len).abs() - half_len
-    ey = perp.abs() - v(shaft_w)
-    shaft = torch.hypot(ex.clamp(min=0), ey.clamp(min=0)) + torch.maximum(ex, ey).clamp(max=0)
-    # Head: triangle with base at along = length - head and tip at along = length.
-    norm = torch.hypot(half_w, head)
-    side = (along - v(length)) * v(half_w / norm) + perp.abs() * v(head / norm)
-    base = v(length - head) - along
-    return torch.minimum(shaft, torch.maximum(side, base))
-
-
-def disc_sdf(px: torch.Tensor, py: torch.Tensor, cx, cy, r) -> torch.Tensor:
-    cx, cy, r = (torch.as_tensor(t, dtype=torch.float32)[:, None, None] for t in (cx, cy, r))
-    return torch.hypot(px[None] - cx, py[None] - cy) - r
-
-
-def ray_hits_disc(tip_x, tip_y, angle, cx, cy, r) -> tuple[np.ndarray, np.ndarray]:
-    """(hit, clearance) for rays from the tip; clearance = |distance of the ray to the centre - r|."""
+    length = np.asarray(length, dtype=np.float64)
+    head, half_w, shaft_w = 0.4 * length, 0.25 * length, 0.07 * length
     dx, dy = np.cos(angle), np.sin(angle)
-    vx, vy = cx - tip_x, cy - tip_y
-    ahead = vx * dx + vy * dy
-    # For targets behind the tip the ray's closest point is the tip itself.
-    dist = np.where(ahead > 0, np.abs(vx * dy - vy * dx), np.hypot(vx, vy))
-    return dist < r, np.abs(dist - r)
+    qx = px[None] - _col(ax - 0.5 * length * dx)
+    qy = py[None] - _col(ay - 0.5 * length * dy)
+    along = qx * _col(dx) + qy * _col(dy)  # 0 at the tail, length at the tip
+    perp = np.abs(qy * _col(dx) - qx * _col(dy))
+    half_len = _col(0.5 * (length - head))
+    ex = np.abs(along - half_len) - half_len
+    ey = perp - _col(shaft_w)
+    shaft = np.hypot(np.maximum(ex, 0), np.maximum(ey, 0)) + np.minimum(np.maximum(ex, ey), 0)
+    norm = np.hypot(half_w, head)
+    side = (along - _col(length)) * _col(half_w / norm) + perp * _col(head / norm)
+    base = _col(length - head) - along
+    return np.minimum(shaft, np.maximum(side, base))
 
 
-def point_segment_distance(px, py, x0, y0, x1, y1) -> np.ndarray:
-    sx, sy = x1 - x0, y1 - y0
-    t = np.clip(((px - x0) * sx + (py - y0) * sy) / (sx * sx + sy * sy), 0.0, 1.0)
-    return np.hypot(px - (x0 + t * sx), py - (y0 + t * sy))
+def disc_sdf(px: np.ndarray, py: np.ndarray, cx, cy, r) -> np.ndarray:
+    """Signed distance to B discs, (B, H, W)."""
+    return np.hypot(px[None] - _col(cx), py[None] - _col(cy)) - _col(r)
 
 
 class PointingDataset(BlockDataset):
@@ -217,8 +206,12 @@ class PointingDataset(BlockDataset):
         channels: 1 or 3.
         num_distractors: extra discs of another colour that never count.
         arrow_length, radius: (low, high) ranges in scene units.
-        min_gap: minimum distance between the arrow and the target's rim.
-        margin: rays passing within this of the rim are rejected.
+        min_gap: minimum distance between the arrow (any direction) and the target's rim.
+        margin: no ray passes within this distance of the target's rim.
+        miss_angle: misses point at least this many radians past grazing the
+            target; lower it (to 0) for a harder task needing finer angles.
+        near_miss: fraction of misses that point just past that limit (within
+            0.3 rad of it); the rest point anywhere else.
     """
 
     num_classes = 2
@@ -236,6 +229,8 @@ class PointingDataset(BlockDataset):
         radius: tuple[float, float] = (0.06, 0.09),
         min_gap: float = 0.12,
         margin: float = 0.015,
+        miss_angle: float = 0.35,
+        near_miss: float = 0.0,
     ):
         super().__init__(num_samples)
         if channels not in (1, 3):
@@ -245,28 +240,25 @@ class PointingDataset(BlockDataset):
         self.num_distractors = int(num_distractors)
         self.arrow_length, self.radius = tuple(arrow_length), tuple(radius)
         self.min_gap, self.margin = float(min_gap), float(margin)
+        self.miss_angle, self.near_miss = float(miss_angle), float(near_miss)
         block_rng(seed, split, 0, _SALT_POINTING)  # validate the split early
 
-    def _candidates(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    def _positions(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """Candidate arrow/target/distractor placements; valid for every arrow direction."""
         m = 0.02  # keep a small border so antialiased edges stay in the frame
         length = rng.uniform(*self.arrow_length, n)
-        angle = rng.uniform(-math.pi, math.pi, n)
-        # The bounding circle of the arrow (radius length/2) stays inside the frame.
+        # The arrow's bounding circle (radius length/2) stays inside the frame
+        # and away from the other objects, so any direction can be chosen later.
         ax = rng.uniform(length / 2 + m, 1 - length / 2 - m)
         ay = rng.uniform(length / 2 + m, 1 - length / 2 - m)
         r = rng.uniform(*self.radius, n)
         tx, ty = rng.uniform(r + m, 1 - r - m), rng.uniform(r + m, 1 - r - m)
-        half = 0.5 * length
-        tip_x, tip_y = ax + half * np.cos(angle), ay + half * np.sin(angle)
-        tail_x, tail_y = ax - half * np.cos(angle), ay - half * np.sin(angle)
-        hit, clearance = ray_hits_disc(tip_x, tip_y, angle, tx, ty, r)
-        gap = point_segment_distance(tx, ty, tail_x, tail_y, tip_x, tip_y) - r
-        ok = (gap >= self.min_gap) & (clearance >= self.margin)
-        c = dict(ax=ax, ay=ay, angle=angle, length=length, tx=tx, ty=ty, radius=r, label=hit.astype(np.int64))
+        ok = np.hypot(tx - ax, ty - ay) >= length / 2 + r + self.min_gap
+        c = dict(ax=ax, ay=ay, length=length, tx=tx, ty=ty, radius=r)
         for k in range(self.num_distractors):
             dr = rng.uniform(*self.radius, n)
             dx, dy = rng.uniform(dr + m, 1 - dr - m), rng.uniform(dr + m, 1 - dr - m)
-            ok &= point_segment_distance(dx, dy, tail_x, tail_y, tip_x, tip_y) - dr >= 0.04
+            ok &= np.hypot(dx - ax, dy - ay) >= length / 2 + dr + 0.04
             ok &= np.hypot(dx - tx, dy - ty) >= dr + r + 0.04
             for j in range(k):
                 ok &= np.hypot(dx - c[f"d{j}x"], dy - c[f"d{j}y"]) >= dr + c[f"d{j}r"] + 0.04
@@ -275,29 +267,34 @@ class PointingDataset(BlockDataset):
 
     def _sample_block(self, block: int) -> dict[str, np.ndarray]:
         rng = block_rng(self.seed, self.split, block, _SALT_POINTING)
-        labels = balanced_labels(rng, self.block_size, 2)
-        need = np.bincount(labels, minlength=2)
-        pools: list[dict[str, np.ndarray]] = []
-        have = np.zeros(2, dtype=np.int64)
-        # Hits are a few percent of uniform scenes; draw candidates until both
-        # classes have enough, then assign them in draw order.
-        while (have < need).any():
-            cand = self._candidates(rng, 16 * self.block_size)
-            pools.append(cand)
-            have += np.bincount(cand["label"], minlength=2)
-        pool = {k: np.concatenate([p[k] for p in pools]) for k in pools[0]}
-        out = {k: np.empty(self.block_size, dtype=v.dtype) for k, v in pool.items()}
-        for cls in (0, 1):
-            src = np.flatnonzero(pool["label"] == cls)[: need[cls]]
-            dst = np.flatnonzero(labels == cls)
-            for k in out:
-                out[k][dst] = pool[k][src]
+        n = self.block_size
+        label = balanced_labels(rng, n, 2)
+        pools, have = [], 0
+        while have < n:
+            pools.append(self._positions(rng, 2 * n))
+            have += len(pools[-1]["ax"])
+        out = {k: np.concatenate([p[k] for p in pools])[:n] for k in pools[0]}
+        # The direction is chosen last, given the label: the ray from the tip
+        # hits the disc iff the angle between the arrow and the direction to
+        # the target's centre is below asin(r / distance) (the target is
+        # further than length/2 + r, so it is always ahead of the tip then).
+        dist = np.hypot(out["tx"] - out["ax"], out["ty"] - out["ay"])
+        to_target = np.arctan2(out["ty"] - out["ay"], out["tx"] - out["ax"])
+        hit_half = np.arcsin((out["radius"] - self.margin) / dist)
+        graze = np.arcsin(np.minimum(1.0, (out["radius"] + self.margin) / dist))
+        miss_half = np.minimum(graze + self.miss_angle, np.pi - 0.3)
+        u, sign = rng.uniform(0, 1, n), rng.choice([-1.0, 1.0], n)
+        near = rng.uniform(0, 1, n) < self.near_miss
+        miss_far = miss_half + u * (np.pi - miss_half)
+        miss_near = miss_half + u * np.minimum(np.pi - miss_half, 0.3)
+        offset = np.where(label == 1, u * hit_half, np.where(near, miss_near, miss_far))
+        out["angle"] = np.angle(np.exp(1j * (to_target + sign * offset)))  # wrap to (-pi, pi]
+        out["label"] = label.astype(np.int64)
         return out
 
-    def _render(self, p: dict[str, np.ndarray]) -> torch.Tensor:
+    def _render(self, p: dict[str, np.ndarray]) -> np.ndarray:
         s = self.image_size
-        grid = pixel_grid(s)
-        px, py = grid[..., 0], grid[..., 1]
+        px, py = pixel_grid(s)
         layers = [
             ("arrow", coverage(arrow_sdf(px, py, p["ax"], p["ay"], p["angle"], p["length"]), s)),
             ("target", coverage(disc_sdf(px, py, p["tx"], p["ty"], p["radius"]), s)),
@@ -305,9 +302,9 @@ class PointingDataset(BlockDataset):
         for k in range(self.num_distractors):
             layers.append(("distractor", coverage(disc_sdf(px, py, p[f"d{k}x"], p[f"d{k}y"], p[f"d{k}r"]), s)))
         rgb = {"arrow": ARROW_RGB, "target": TARGET_RGB, "distractor": DISTRACTOR_RGB}
-        img = torch.zeros(len(p["ax"]), self.channels, s, s)
+        img = np.zeros((len(p["ax"]), self.channels, s, s), dtype=np.float32)
         for name, cov in layers:
-            col = torch.tensor(rgb[name] if self.channels == 3 else (GREY[name],))
+            col = np.asarray(rgb[name] if self.channels == 3 else (GREY[name],), dtype=np.float32)
             # Objects never overlap, so a max composites them exactly.
-            img = torch.maximum(img, cov[:, None] * col[None, :, None, None])
+            np.maximum(img, cov[:, None] * col[None, :, None, None], out=img)
         return img

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from ._common import block_rng
 from .synthetic import BlockDataset, balanced_labels, coverage, pixel_grid
@@ -41,9 +40,9 @@ from .synthetic import BlockDataset, balanced_labels, coverage, pixel_grid
 _SALT_MOVING = 2
 
 
-def torus_delta(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def torus_delta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Shortest signed difference a - b on the unit circle."""
-    return torch.remainder(a - b + 0.5, 1.0) - 0.5
+    return np.remainder(a - b + 0.5, 1.0) - 0.5
 
 
 class MovingDataset(BlockDataset):
@@ -101,19 +100,18 @@ class MovingDataset(BlockDataset):
             colour=rng.uniform(0.4, 1.0, (n, self.channels)),
         )
 
-    def frame_times(self) -> torch.Tensor:
-        t = self.num_frames
-        return torch.linspace(0.0, 1.0, t) if t > 1 else torch.zeros(1)
+    def frame_times(self) -> np.ndarray:
+        """The clip times shown by the frames: evenly spaced over [0, 1]."""
+        return np.linspace(0.0, 1.0, self.num_frames) if self.num_frames > 1 else np.zeros(1)
 
-    def _render(self, p: dict[str, np.ndarray]) -> torch.Tensor:
+    def _render(self, p: dict[str, np.ndarray]) -> np.ndarray:
         s = self.image_size
-        grid = pixel_grid(s)
-        px, py = grid[..., 0], grid[..., 1]
-        f = lambda k: torch.as_tensor(p[k], dtype=torch.float32)[:, None, None, None]  # noqa: E731
-        t = self.frame_times()[None, :, None, None]
-        cx = torch.remainder(f("x0") + f("vx") * t, 1.0)  # (B, T, 1, 1)
-        cy = torch.remainder(f("y0") + f("vy") * t, 1.0)
-        sdf = torch.hypot(torus_delta(px, cx), torus_delta(py, cy)) - f("radius")
+        px, py = pixel_grid(s)
+        f = lambda k: np.asarray(p[k], dtype=np.float32)[:, None, None, None]  # noqa: E731 -- (B,1,1,1)
+        t = self.frame_times().astype(np.float32)[None, :, None, None]
+        cx = np.remainder(f("x0") + f("vx") * t, 1.0)  # (B, T, 1, 1)
+        cy = np.remainder(f("y0") + f("vy") * t, 1.0)
+        sdf = np.hypot(torus_delta(px, cx), torus_delta(py, cy)) - f("radius")
         cov = coverage(sdf, s)  # (B, T, H, W)
-        colour = torch.as_tensor(p["colour"], dtype=torch.float32)
+        colour = np.asarray(p["colour"], dtype=np.float32)
         return cov[:, None] * colour[:, :, None, None, None]

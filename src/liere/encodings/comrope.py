@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..ops.expm import expm_4x4_scaled
+from ..rotation import Rotation
 from .base import BlockEncoding
 
 __all__ = ["ComRoPEAP", "ComRoPELD"]
@@ -50,6 +52,14 @@ class _ComRoPE(BlockEncoding):
     def _blocks_at(self, positions: Tensor) -> Tensor:
         t = self.block_angles(positions)
         return t[..., None, None] * self.skew().to(positions.dtype)[:, None, :, None]
+
+    def _compute(self, positions: Tensor) -> Rotation:
+        if self.block_size == 4:
+            # Structure-aware: exp(t S) is elementwise in t once S+-, S+ S- are known (ops.expm_4x4_scaled).
+            t = self.block_angles(positions)
+            blocks = expm_4x4_scaled(self.skew().to(positions.dtype)[:, None, :, None], t)
+            return Rotation(self.head_dim, blocks=blocks)
+        return super()._compute(positions)
 
 
 class ComRoPEAP(_ComRoPE):

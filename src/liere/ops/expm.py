@@ -9,10 +9,18 @@ rotation. The block size decides the algorithm:
 * b = 4  so(4) = so(3) + so(3): A = A+ + A- with A+- = (A +- *A)/2 (*A the Hodge
          dual). A+ and A- commute and (A+-)^2 = -s+-^2 I with s+- = |A+-|_F / 2,
          so ``exp(A) = (cos s+ I + sin(s+)/s+ A+)(cos s- I + sin(s-)/s- A-)``.
-* b >= 5 scaling and squaring: exp(A) = T(A / 2^s)^(2^s), with T the degree-8
-         Taylor polynomial evaluated with 4 matrix products (Paterson-Stockmeyer)
-         and s chosen so that |A / 2^s|_1 <= 1/2. The truncation error is then
-         below 0.5^9 / 9! ~ 5e-9, under float32 rounding, whatever the norm.
+* b >= 5 scaling and squaring: exp(A) = T(A / 2^s)^(2^s), with T the degree-12
+         Taylor polynomial evaluated with 5 matrix products (Paterson-Stockmeyer,
+         T = P0 + B^4 (P1 + B^4 P2) with P0, P1 cubic and P2 quartic in B) and s
+         chosen so that the spectral norm rho of A / 2^s is at most 1.5. A skew A
+         is normal, so |A^k|_2 = rho^k and the truncation error is below
+         sum_{k>12} 1.5^k / k! ~ 3e-8, at float32 rounding, whatever the norm.
+         rho is bounded cheaply: first by the 1-norm, then, once B^4 is known, by
+         |B^4|_1^(1/4), which is much tighter and lets us drop squarings by
+         rescaling B, B^2, B^4 (no extra product). The error that remains comes
+         from rounding in the squarings (it doubles with each), so a high degree
+         and few squarings beat a low degree and many; each squaring costs one
+         product forward and two backward.
          The backward is hand-written reverse mode through the squarings and
          the polynomial: about 2x the forward's products, where autograd
          through ``torch.linalg.matrix_exp`` solves a 2b x 2b exponential.
@@ -29,15 +37,17 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2"]
+__all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled"]
 
 # Past this many squarings the scaled norm would exceed 0.5 * 2**24 ~ 8e6, far
 # beyond any position times generator in practice. Used only where the count
 # must be static (torch.compile, export).
 MAX_SQUARINGS = 24
-_TAYLOR_THETA = 0.5
-# 1/k! for the degree-8 Taylor polynomial.
-_C = [1.0 / math.factorial(k) for k in range(9)]
+_TAYLOR_THETA = 1.5
+# float64 inputs (tests, gradcheck) get a smaller scaled norm: 0.25^13 / 13! ~ 2e-18.
+_TAYLOR_THETA_F64 = 0.25
+# 1/k! for the degree-12 Taylor polynomial.
+_C = [1.0 / math.factorial(k) for k in range(13)]
 
 
 def rotation_2x2(angle: Tensor) -> Tensor:
@@ -91,13 +101,57 @@ def _expm_4x4(a: Tensor) -> Tensor:
     return result
 
 
-def _num_squarings(a: Tensor, static: bool) -> tuple[Tensor, int]:
-    """Per-matrix squaring counts (as a float tensor) and the loop length."""
+def _theta(a: Tensor) -> float:
+    return _TAYLOR_THETA_F64 if a.dtype == torch.float64 else _TAYLOR_THETA
+
+
+def expm_4x4_scaled(s: Tensor, t: Tensor) -> Tensor:
+    """exp(t S) for skew 4x4 S (..., 4, 4) and scalars t broadcastable against S's batch.
+
+    For commuting methods (ComRoPE, where every position scales the same S)
+    the work that involves matrices is done once per S, and each position
+    costs only elementwise work: with S = S+ + S- split as above,
+    (S+-)^2 = -sigma+-^2 I, alpha = cos(t sigma), beta = sin(t sigma) / sigma,
+
+        exp(t S) = (alpha+ I + beta+ S+)(alpha- I + beta- S-)
+                 = alpha+ alpha- I + alpha+ beta- S- + beta+ alpha- S+ + beta+ beta- S+ S-,
+
+    where S+, S- and S+ S- depend only on S. beta = t sinc(t sigma) is safe at
+    sigma = 0 (value and gradient).
+    """
+    dual = _hodge_dual_4x4(s)
+    plus, minus = 0.5 * (s + dual), 0.5 * (s - dual)
+    both = plus @ minus
+    t2 = t * t
+    coef = []
+    for part in (plus, minus):
+        x2 = t2 * (part.square().sum((-1, -2)) / 4.0)  # (t sigma)^2
+        sinc, versine = _sinc_and_versine(x2)
+        coef.append((1.0 - x2 * versine, t * sinc))  # (alpha, beta)
+    (ap, bp), (am, bm) = coef
+    eye = torch.eye(4, dtype=s.dtype, device=s.device)
+    e = lambda c: c[..., None, None]  # noqa: E731
+    return e(ap * am) * eye + e(ap * bm) * minus + e(bp * am) * plus + e(bp * bm) * both
+
+
+def _num_squarings(a: Tensor) -> Tensor:
+    """Per-matrix squaring counts (a float tensor) from the 1-norm bound of the spectral norm."""
     norm1 = a.abs().sum(-2).amax(-1)  # max column sum
-    s = torch.ceil(torch.log2(norm1.clamp_min(1e-30) / _TAYLOR_THETA)).clamp(0, MAX_SQUARINGS)
-    if static or a.numel() == 0:
-        return s, MAX_SQUARINGS if a.numel() else 0
-    return s, int(s.max().item())
+    return torch.ceil(torch.log2(norm1.clamp_min(1e-30) / _theta(a))).clamp(0, MAX_SQUARINGS)
+
+
+def _scaled_powers(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """s and B = A / 2^s, B^2, B^4 with rho(B) <= theta, using as few squarings as the bounds allow."""
+    s = _num_squarings(a)
+    b = a * torch.exp2(-s)[..., None, None]
+    b2 = b @ b
+    b4 = b2 @ b2
+    # rho(B)^4 = |B^4|_2 <= |B^4|_1 for skew B: undo the squarings this tighter bound makes unnecessary.
+    rho = b4.abs().sum(-2).amax(-1).clamp_min(1e-30).pow(0.25)
+    k = torch.minimum(torch.floor(torch.log2(_theta(a) / rho)).clamp_min(0), s)
+    up = torch.exp2(k)[..., None, None]
+    up2 = up * up
+    return s - k, b * up, b2 * up2, b4 * (up2 * up2)
 
 
 def _is_static_context() -> bool:
@@ -109,39 +163,45 @@ class _ExpmTaylorSS(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, static: bool):
-        s, loops = _num_squarings(a, static)
-        b = a * torch.exp2(-s)[..., None, None]
+        s, b, b2, b4 = _scaled_powers(a)
+        loops = (MAX_SQUARINGS if static else int(s.max().item())) if a.numel() else 0
+        # Squarings every matrix needs skip the torch.where (a full copy each) in eager mode.
+        common = 0 if static or not a.numel() else int(s.min().item())
         eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        b2 = b @ b
         b3 = b2 @ b
-        b4 = b2 @ b2
-        tail = _C[4] * eye + _C[5] * b + _C[6] * b2 + _C[7] * b3 + _C[8] * b4
-        x = eye + b + _C[2] * b2 + _C[3] * b3 + b4 @ tail
+        inner = _C[8] * eye + _C[9] * b + _C[10] * b2 + _C[11] * b3 + _C[12] * b4
+        mid = _C[4] * eye + _C[5] * b + _C[6] * b2 + _C[7] * b3 + b4 @ inner
+        x = eye + b + _C[2] * b2 + _C[3] * b3 + b4 @ mid
         squares = []
         for i in range(loops):
             squares.append(x)
-            x = torch.where((s > i)[..., None, None], x @ x, x)
-        ctx.save_for_backward(s, b, b2, b4, tail, *squares)
+            x = x @ x if i < common else torch.where((s > i)[..., None, None], x @ x, x)
+        ctx.common = common
+        ctx.save_for_backward(s, b, b2, b4, inner, mid, *squares)
         return x
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        s, b, b2, b4, tail, *squares = ctx.saved_tensors
+        s, b, b2, b4, inner, mid, *squares = ctx.saved_tensors
         g = grad
         for i in reversed(range(len(squares))):
-            x = squares[i]
-            xt = x.mT
-            g = torch.where((s > i)[..., None, None], g @ xt + xt @ g, g)
-        # Reverse through x = I + b + c2 b2 + c3 b3 + b4 @ tail.
-        g_tail = b4.mT @ g
-        g_b4 = g @ tail.mT + _C[8] * g_tail
-        g_b = g + _C[5] * g_tail
-        g_b2 = _C[2] * g + _C[6] * g_tail
-        g_b3 = _C[3] * g + _C[7] * g_tail
-        g_b2 = g_b2 + g_b4 @ b2.mT + b2.mT @ g_b4
-        g_b2 = g_b2 + g_b3 @ b.mT
-        g_b = g_b + b2.mT @ g_b3
-        g_b = g_b + g_b2 @ b.mT + b.mT @ g_b2
+            xt = squares[i].mT
+            step = torch.matmul(g, xt).add_(torch.matmul(xt, g))
+            g = step if i < ctx.common else torch.where((s > i)[..., None, None], step, g)
+        # Reverse through x = I + b + c2 b2 + c3 b3 + b4 @ mid,
+        # mid = c4 I + c5 b + c6 b2 + c7 b3 + b4 @ inner, inner = c8 I + c9 b + c10 b2 + c11 b3 + c12 b4.
+        b4t = b4.mT
+        g_mid = b4t @ g
+        g_b4 = g @ mid.mT
+        g_inner = b4t @ g_mid
+        g_b4 = g_b4 + g_mid @ inner.mT + _C[12] * g_inner
+        g_b = g + _C[5] * g_mid + _C[9] * g_inner
+        g_b2 = _C[2] * g + _C[6] * g_mid + _C[10] * g_inner
+        g_b3 = _C[3] * g + _C[7] * g_mid + _C[11] * g_inner
+        b2t, bt = b2.mT, b.mT
+        g_b2 = g_b2 + g_b4 @ b2t + b2t @ g_b4 + g_b3 @ bt
+        g_b = g_b + b2t @ g_b3
+        g_b = g_b + g_b2 @ bt + bt @ g_b2
         return g_b * torch.exp2(-s)[..., None, None], None
 
 

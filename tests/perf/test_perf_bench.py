@@ -1,0 +1,33 @@
+"""Smoke test of ``liere bench`` (liere.bench.main): tiny shapes, no timing assertions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from liere import bench
+
+
+def test_quick_tiny_run_has_every_row(tmp_path, capsys):
+    pytest.importorskip("rotary_embedding_torch")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--tiny", "--case", "vit", "--repeats", "1", "--warmup", "0",
+                       "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    labels = [*bench.PEERS, *(label for label, _, _ in bench.LIERE_ROWS)]
+    for label in labels:
+        assert any(line.startswith(label) for line in table.splitlines()), label
+    result = json.loads(out.read_text())["results"][0]
+    rows = {r["label"]: r for r in result["rows"]}
+    assert set(rows) == set(labels)
+    assert all(r["error"] is None and r["median_ms"] > 0 and r["peak_mb"] is not None for r in rows.values())
+    assert {t["row"] for t in result["targets"]} == {row for row, _, _ in bench.TARGETS}
+
+
+def test_quick_tiny_3d_and_expm(capsys):
+    pytest.importorskip("rotary_embedding_torch")
+    assert bench.main(["--quick", "--tiny", "--case", "3d", "--repeats", "1", "--warmup", "0", "--no-memory"]) == 0
+    assert bench.main(["--quick", "--case", "expm", "--repeats", "1", "--warmup", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "== 3d" in text and "== expm" in text and "spherical b=3" in text

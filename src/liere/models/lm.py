@@ -1,0 +1,111 @@
+"""A small causal transformer for byte/character-level language modelling.
+
+    ids (B, T) --embedding--> (B, T, dim) --[absolute: + E]--> depth x causal Block(x, pe, R)
+        --> LN --> logits (B, T, vocab)   (output layer tied to the embedding, as in GPT-2)
+
+Positions are 1-D, ``liere.positions.grid((T,), convention, train_shape=(context_length,))``;
+a sequence shorter than the training context uses the first T training positions,
+so a token's position never depends on how much text follows it (which keeps the
+model causal across lengths, not only within one). Longer sequences extend the
+grid under the convention, which is how length extrapolation is tested. Attention
+is causal SDPA; the rotation is computed once per forward pass, as in the ViT.
+
+This is the setting where lucidrains reported that LieRE loses to 1-D RoPE; with
+``method="rope"`` or ``method="liere"`` (pos_dims = 1) the claim can be checked.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+import liere
+from liere.positions import grid as position_grid
+
+from .attention import Block, init_weights
+
+__all__ = ["TextTransformer"]
+
+
+class TextTransformer(nn.Module):
+    """Causal LM: ``forward(ids (B, T)) -> logits (B, T, vocab_size)``."""
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int = 256,
+        context_length: int = 128,
+        dim: int = 128,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        method: str = "rope",
+        block_size: int | None = None,
+        share_layers: bool = False,
+        share_heads: bool = False,
+        convention: str | None = None,
+        drop_path: float = 0.0,
+        tie_weights: bool = True,
+        pe_options: dict | None = None,
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim: {dim} is not divisible by num_heads={num_heads}")
+        if context_length < 1 or vocab_size < 1:
+            raise ValueError(f"context_length and vocab_size must be positive, got {context_length}, {vocab_size}")
+        self.context_length, self.method = int(context_length), liere.encodings.canonical_name(method)
+        self.embed = nn.Embedding(vocab_size, dim)
+        pe_options = dict(pe_options or {})
+        if self.method == "absolute":
+            pe_options.setdefault("grid_shape", (self.context_length,))
+        self.pe = liere.build(
+            self.method, pos_dims=1, head_dim=dim // num_heads, num_heads=num_heads, block_size=block_size,
+            num_layers=depth, share_layers=share_layers, share_heads=share_heads, **pe_options,
+        )
+        self.convention = convention or self.pe.default_convention
+        if self.convention not in liere.positions.CONVENTIONS:
+            raise ValueError(f"convention: expected one of {liere.positions.CONVENTIONS}, got {convention!r}")
+        rates = [drop_path * i / max(1, depth - 1) for i in range(depth)]  # stochastic depth grows linearly
+        self.blocks = nn.ModuleList(
+            Block(dim, num_heads, layer=i, mlp_ratio=mlp_ratio, causal=True, drop_path=rates[i]) for i in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        self.apply(init_weights)
+        if tie_weights:
+            self.head.weight = self.embed.weight
+        self.register_buffer(
+            "train_positions", position_grid((self.context_length,), self.convention), persistent=False
+        )
+        self._positions: dict[int, Tensor] = {}
+
+    def positions(self, length: int) -> Tensor:
+        """Positions (T, 1): a prefix of the training grid, or the grid extended under the convention."""
+        if length <= self.context_length:
+            return self.train_positions[:length]
+        device = self.train_positions.device
+        pos = self._positions.get(length)
+        if pos is None or pos.device != device:
+            pos = position_grid((length,), self.convention, train_shape=(self.context_length,), device=device)
+            self._positions[length] = pos
+        return pos
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if ids.ndim != 2:
+            raise ValueError(f"ids: expected (B, T) token ids, got shape {tuple(ids.shape)}")
+        length = ids.shape[1]
+        x = self.embed(ids)
+        rotation = None
+        if self.pe.additive:
+            if length <= self.context_length:
+                x = x + self.pe.embedding()[:length].to(x.dtype)
+            else:
+                x = self.pe(x, (length,))  # learned table interpolated: absolute cannot truly extrapolate
+        elif self.pe.rotary:
+            rotation = self.pe.rotation(self.positions(length))  # once, for every layer
+        for block in self.blocks:
+            x = block(x, self.pe, rotation)
+        return self.head(self.norm(x))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,236 @@
+"""``liere compare``: train a list of position encodings x seeds (x training fractions) on one task.
+
+Every run has the same data, schedule and model size; only the position encoding
+and the seed change. Each trained model is evaluated at the training resolution
+and at the other ``eval_sizes`` (for text: other context lengths), which measures
+resolution (length) generalisation. The seed paper's two efficiency claims are
+measured too:
+
+* data efficiency: ``train_fractions`` (e.g. 0.1, 0.3, 1.0) trains on nested
+  subsets of the training set and reports accuracy against the fraction;
+* training efficiency: the steps and the training seconds (validation excluded)
+  each method needs before its validation accuracy first reaches ``target_accuracy``.
+
+Method specs are names with an optional block size, ``liere:8`` = LieRE with 8x8
+blocks; the spec is the label in tables and plots. ``results.json`` is rewritten
+after every run, so an interrupted comparison keeps what it finished, and
+``liere report`` re-renders everything from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+from .config import ConfigError, TrainConfig, validate
+
+__all__ = ["DEFAULT_METHODS", "parse_method", "run_compare", "default_jobs"]
+
+DEFAULT_METHODS = ("absolute", "rope_axial", "rope_mixed", "comrope_ld", "liere:8", "spherical")
+TEXT_METHODS = ("absolute", "rope", "liere:8")
+
+
+def parse_method(spec: str) -> tuple[str, str, int | None]:
+    """"liere:8" -> (label "liere:8", canonical name "liere", block size 8)."""
+    from liere.encodings import canonical_name
+
+    name, _, block = spec.strip().partition(":")
+    try:
+        method = canonical_name(name)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--methods: {str(e).split(': ', 1)[-1]}") from None
+    if block:
+        if not block.isdigit() or int(block) < 2:
+            raise ConfigError(f"--methods: block size in {spec!r} must be an integer >= 2")
+        return spec.strip(), method, int(block)
+    return spec.strip(), method, None
+
+
+class _QueueProgress:
+    """Lightning callback (built lazily, so this module imports without Lightning) reporting to a queue."""
+
+    def __new__(cls, queue, index: int, every: int = 5):
+        import lightning as L
+
+        class QueueProgress(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                step = trainer.global_step
+                if step % every == 0:
+                    queue.put((index, "step", step, trainer.max_epochs * trainer.num_training_batches))
+
+            def on_validation_end(self, trainer, pl_module):
+                acc = trainer.callback_metrics.get("val/acc")
+                if acc is not None and not trainer.sanity_checking:
+                    queue.put((index, "val", trainer.global_step, float(acc)))
+
+        return QueueProgress()
+
+
+def _worker(cfg_dict: dict, index: int, threads: int, queue):
+    """One run in a worker process (spawned: no inherited thread pools or CUDA state)."""
+    import logging
+    import warnings
+
+    import torch
+
+    from .config import config_from
+    from .run import fit
+
+    warnings.filterwarnings("ignore")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    torch.set_num_threads(threads)
+    cfg = config_from(cfg_dict)
+    cfg.threads = threads
+    return fit(cfg, callbacks=[_QueueProgress(queue, index)], quiet=True)
+
+
+def default_jobs(base: TrainConfig, num_runs: int) -> int:
+    """Parallel single-thread runs on CPU: one per core. Small models scale badly over threads, and
+    OpenMP threads that wait on each other collapse when anything else uses the cores."""
+    import torch
+
+    from .run import default_threads
+
+    on_cpu = base.accelerator == "cpu" or (base.accelerator == "auto" and not torch.cuda.is_available())
+    single = base.devices in (1, "1", [0]) and base.num_nodes == 1
+    return max(1, min(default_threads(1), num_runs)) if on_cpu and single else 1
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accuracy: float | None = None,
+                out: str | Path = "runs/compare", console=None, show_progress: bool = True,
+                jobs: int | None = None) -> dict:
+    """Run the grid, write results.json after each run, render the report; returns the results dict."""
+    from .report import render, time_to_target
+    from .run import fit
+
+    specs = [parse_method(m) for m in methods]
+    if not specs:
+        raise ConfigError("--methods: give at least one method")
+    seeds = [int(s) for s in seeds] or [0]
+    fractions = sorted({float(f) for f in fractions}) or [1.0]
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise ConfigError(f"--train-fraction: expected fractions in (0, 1], got {f}")
+    if target_accuracy is not None and not 0 < target_accuracy <= 1:
+        raise ConfigError(f"--target-accuracy: expected a fraction in (0, 1], got {target_accuracy}")
+    # Validate every method's config before the first (long) run starts.
+    cfgs = []
+    for f in reversed(fractions):
+        for seed in seeds:
+            for label, method, block in specs:
+                cfg = dataclasses.replace(base, method=method, block_size=block, seed=seed, train_fraction=f,
+                                          pe_options=dict(base.pe_options))
+                cfgs.append((label, validate(cfg)))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from .data import build_split
+
+    _, info = build_split(base, "train", num_samples=base.train_samples)
+    train_size = info.input_shape[0] if info.kind == "text" else info.input_shape[-1]
+    eval_sizes = sorted({train_size, *[int(s) for s in base.eval_sizes]})
+    meta = {
+        "task": base.task, "kind": info.kind, "image_size": train_size, "eval_sizes": eval_sizes,
+        "methods": [s[0] for s in specs], "seeds": seeds, "fractions": fractions,
+        "target_accuracy": target_accuracy, "model": f"{base.size} ViT" if info.kind != "text" else f"{base.size} LM",
+        "epochs": base.epochs, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": base.to_dict(),
+    }
+    results = {"meta": meta, "runs": []}
+    plan = []
+    for label, cfg in cfgs:
+        name = f"{label.replace(':', '-b')}-seed{cfg.seed}" + (f"-frac{cfg.train_fraction:g}" if len(fractions) > 1 else "")
+        plan.append((label, dataclasses.replace(cfg, out=str(out / "runs" / name), eval_sizes=eval_sizes)))
+    jobs = default_jobs(base, len(plan)) if jobs is None else max(1, int(jobs))
+    meta["jobs"] = jobs
+    t_start = time.perf_counter()
+    finished: dict[int, dict] = {}
+
+    def record(i: int, r: dict | None) -> None:
+        if r is None:  # a non-zero DDP rank: rank 0 writes the results
+            return
+        label, cfg = plan[i]
+        steps, secs = time_to_target(r["curve"], target_accuracy)
+        finished[i] = {"label": label, "method": cfg.method, "block_size": cfg.block_size, "seed": cfg.seed,
+                       "train_fraction": cfg.train_fraction, "train_samples": r["train_samples"],
+                       "params": r["params"], "convention": r.get("convention"), "steps": r["steps"], "train_time": r["train_time"],
+                       "wall_time": r["wall_time"], "val_acc": r["val_acc"], "val_loss": r["val_loss"],
+                       "eval": r["eval"], "curve": r["curve"], "steps_to_target": steps, "time_to_target": secs,
+                       "run_dir": r["run_dir"]}
+        results["runs"] = [finished[k] for k in sorted(finished)]
+        meta["wall_time"] = time.perf_counter() - t_start
+        _write_json(out / "results.json", results)
+        if console is not None:
+            accs = "  ".join(f"{s}: {100 * r['eval'][str(s)]['acc']:.1f}%" for s in eval_sizes)
+            console.print(f"[bold]{label}[/bold] seed {cfg.seed}"
+                          + (f" fraction {cfg.train_fraction:g}" if len(fractions) > 1 else "")
+                          + f"  accuracy {accs}   [dim]{r['steps']} steps, {r['train_time']:.0f} s training, "
+                            f"{len(finished)}/{len(plan)} runs done, {(time.perf_counter() - t_start) / 60:.1f} min[/dim]")
+
+    if jobs == 1:
+        for i, (label, cfg) in enumerate(plan):
+            if console is not None:
+                console.print(f"[dim]\\[{i + 1}/{len(plan)}] training {label} seed {cfg.seed}...[/dim]")
+            record(i, fit(cfg, quiet=not show_progress))
+    else:
+        _run_parallel(plan, jobs, record, console if show_progress else None)
+    if not results["runs"]:
+        return results
+    meta["wall_time"] = time.perf_counter() - t_start
+    _write_json(out / "results.json", results)
+    results["outputs"] = {k: (str(v) if not isinstance(v, list) else [str(p) for p in v])
+                          for k, v in render(results, out, console).items()}
+    return results
+
+
+def _run_parallel(plan, jobs: int, record, console) -> None:
+    """Run the plan on ``jobs`` spawned single-thread workers, with a live progress bar per running run."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .run import default_threads
+
+    threads = max(1, default_threads(1) // jobs)
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        futures = {pool.submit(_worker, cfg.to_dict(), i, threads, queue): i for i, (_, cfg) in enumerate(plan)}
+        progress, tasks = None, {}
+        if console is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[acc]}"), TimeElapsedColumn(), console=console,
+                                transient=True)
+            progress.start()
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not queue.empty():
+                    i, kind, step, value = queue.get()
+                    if progress is None:
+                        continue
+                    if i not in tasks:
+                        label, cfg = plan[i]
+                        tasks[i] = progress.add_task(f"{label} seed {cfg.seed}", total=None, acc="")
+                    if kind == "step":
+                        progress.update(tasks[i], completed=step, total=value)
+                    else:
+                        progress.update(tasks[i], acc=f"val acc {100 * value:.1f}%")
+                for fut in done:
+                    i = futures[fut]
+                    if i in tasks:
+                        progress.remove_task(tasks.pop(i))
+                    record(i, fut.result())
+        finally:
+            if progress is not None:
+                progress.stop()

@@ -1,0 +1,196 @@
+"""Switch a timm ``VisionTransformer`` to a rotary position encoding.
+
+>>> import timm, liere.integrations.timm as lt
+>>> model = timm.create_model("vit_tiny_patch16_224", pretrained=False, dynamic_img_size=True)
+>>> model = lt.convert(model, "liere", block_size=8, remove_abs_pos=True)
+>>> model(torch.randn(2, 3, 224, 224)); model(torch.randn(2, 3, 160, 288))   # any size divisible by 16
+
+What ``convert`` does, in place:
+
+* builds one encoding for the whole model (``model.liere_pe``, a ``TimmRotary``),
+  with one set of generators per block (``num_layers = depth``) unless
+  ``share_layers=True``, and the model's CLS/register tokens
+  (``model.num_prefix_tokens``) as prefix tokens: identity rotation;
+* before the patch embedding runs, a forward pre-hook turns the image size into
+  the patch grid (h, w), its positions ``liere.positions.grid((h, w), convention)``
+  and the rotation R(p): once per forward pass, shared by every block;
+* replaces each block's ``attn`` by a ``RotaryAttention`` that takes over the
+  timm module's children (``qkv``, ``q_norm``, ``k_norm``, ``proj``, ...), so the
+  state-dict keys of the blocks are unchanged, and computes
+
+      q, k, v = qkv(x);  q, k = R_i q, R_i k;  x = proj(SDPA(q, k, v))
+
+  with R_i block i's rotation;
+* with ``remove_abs_pos=True`` drops the learned absolute table
+  (``model.pos_embed = None``), so the model is position-aware through the
+  rotation alone.
+
+Convert a pretrained model after loading its weights: the attention weights are
+reused as they are. The converted model's own state dict round-trips through
+``load_state_dict`` on another model converted with the same arguments.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import positions as _positions
+from ..encodings import METHODS, build, canonical_name
+from ..rotation import Rotation
+
+__all__ = ["convert", "RotaryAttention", "TimmRotary", "patch_grid"]
+
+
+def patch_grid(patch_embed: nn.Module, image_size) -> tuple[int, int]:
+    """The (h, w) patch grid a timm ``PatchEmbed`` produces for an image of ``image_size`` (H, W)."""
+    if hasattr(patch_embed, "dynamic_feat_size") and not getattr(patch_embed, "strict_img_size", False):
+        h, w = patch_embed.dynamic_feat_size((int(image_size[0]), int(image_size[1])))
+        return int(h), int(w)
+    return tuple(int(g) for g in patch_embed.grid_size)
+
+
+class TimmRotary(nn.Module):
+    """The encoding of a converted timm model and the rotation of the current forward pass.
+
+    ``begin`` runs as a forward pre-hook of ``model.patch_embed``: it computes
+    the rotation for the input's patch grid, and every ``RotaryAttention`` reads
+    it. It is kept until the next pass: activation checkpointing recomputes the
+    blocks during the backward pass and needs it then.
+    """
+
+    def __init__(self, pe: nn.Module, convention: str, train_grid: tuple[int, int]):
+        super().__init__()
+        self.pe = pe
+        self.convention = convention
+        self.train_grid = tuple(train_grid)
+        self.rotation: Rotation | None = None
+
+    def positions(self, grid: tuple[int, int], device=None) -> Tensor:
+        train = self.train_grid if self.convention == "liere" else None
+        return _positions.grid(grid, self.convention, train_shape=train, device=device)
+
+    def begin(self, patch_embed: nn.Module, args) -> None:
+        images = args[0]
+        grid = patch_grid(patch_embed, images.shape[-2:])
+        self.rotation = self.pe.rotation(self.positions(grid, images.device))
+
+    def __getstate__(self):
+        # Copies and pickles start without the last pass's rotation (part of an autograd graph).
+        state = self.__dict__.copy()
+        state["rotation"] = None
+        return state
+
+    def extra_repr(self) -> str:
+        return f"convention={self.convention!r}, train_grid={self.train_grid}"
+
+
+class RotaryAttention(nn.Module):
+    """timm ``Attention`` with q and k rotated by the model's current rotation (same children, same keys)."""
+
+    def __init__(self, attn: nn.Module, context: TimmRotary, layer: int):
+        super().__init__()
+        for name in ("qkv", "proj"):
+            if not isinstance(getattr(attn, name, None), nn.Module):
+                raise TypeError(f"convert: block attention {type(attn).__name__} has no '{name}' layer; "
+                                f"only timm's fused-qkv Attention is supported")
+        if next(attn.parameters(recurse=False), None) is not None:
+            raise TypeError(f"convert: {type(attn).__name__} has parameters outside its layers; not supported")
+        self.num_heads = int(attn.num_heads)
+        self.head_dim = int(getattr(attn, "head_dim", attn.qkv.out_features // (3 * self.num_heads)))
+        self.attn_dim = self.num_heads * self.head_dim
+        self.scale = float(getattr(attn, "scale", self.head_dim**-0.5))
+        self.gate = None
+        for name, child in attn.named_children():  # qkv, q_norm, k_norm, attn_drop, norm, gate, proj, proj_drop
+            self.add_module(name, child)
+        for name in ("q_norm", "k_norm", "norm", "attn_drop", "proj_drop"):
+            if not hasattr(self, name):
+                self.add_module(name, nn.Identity())
+        self.layer = layer
+        # Not a child: the encoding is registered once, on the model.
+        object.__setattr__(self, "context", context)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+        b, n, _ = x.shape
+        gate = self.gate(x).sigmoid() if self.gate is not None else None
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        rotation = self.context.rotation
+        if rotation is None:
+            raise RuntimeError("RotaryAttention: no rotation for this pass; call the converted model "
+                               "(or its forward_features), not a block on its own")
+        q, k = self.context.pe(q, k, rotation, layer=self.layer)
+        dropout = self.attn_drop.p if self.training and isinstance(self.attn_drop, nn.Dropout) else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal,
+                                           scale=self.scale)
+        x = self.norm(x.transpose(1, 2).reshape(b, n, self.attn_dim))
+        if gate is not None:
+            x = x * gate
+        return self.proj_drop(self.proj(x))
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, head_dim={self.head_dim}, layer={self.layer}"
+
+
+def _make_dynamic(model: nn.Module) -> None:
+    """What timm's ``dynamic_img_size=True`` sets up at construction, for a model built without it."""
+    if getattr(model, "dynamic_img_size", False):
+        return
+    model.dynamic_img_size = True
+    pe = model.patch_embed
+    pe.strict_img_size = False
+    if getattr(pe, "flatten", False):
+        from timm.layers import Format  # only reached with timm installed
+
+        pe.flatten = False
+        pe.output_fmt = Format.NHWC
+
+
+def convert(
+    model: nn.Module,
+    method: str = "liere",
+    *,
+    remove_abs_pos: bool = False,
+    convention: str | None = None,
+    dynamic_img_size: bool = True,
+    share_layers: bool = False,
+    **options,
+) -> nn.Module:
+    """Switch a timm ``VisionTransformer``'s attention to the rotary ``method``, in place; returns the model.
+
+    method: any rotary name of ``liere.build`` ("liere", "comrope_ap", "comrope_ld", "rope_mixed",
+        "rope_axial", "spherical").
+    remove_abs_pos: drop the absolute position table (``model.pos_embed``).
+    convention: position convention of the patch grid (``liere.positions``); default: the method's own.
+    dynamic_img_size: accept any image size divisible by the patch size (as timm's option of that name).
+    share_layers, options: passed to ``liere.build`` (block_size, share_heads, theta, ...).
+    """
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not hasattr(model, "patch_embed") or not hasattr(model, "num_prefix_tokens"):
+        raise TypeError(f"convert: expected a timm VisionTransformer, got {type(model).__name__}")
+    if getattr(model, "liere_pe", None) is not None:
+        raise ValueError("convert: this model is already converted")
+    if not METHODS[canonical_name(method)].rotary:
+        raise ValueError(f"convert: {method!r} is not a rotary method; timm's own pos_embed is the absolute baseline")
+    for block in blocks:  # check every block before changing any
+        attn = getattr(block, "attn", None)
+        if not all(isinstance(getattr(attn, name, None), nn.Module) for name in ("qkv", "proj")):
+            raise TypeError(f"convert: block attention {type(attn).__name__} has no fused 'qkv' and 'proj' layers; "
+                            f"only timm's Attention is supported")
+    first = blocks[0].attn
+    heads = int(first.num_heads)
+    head_dim = int(getattr(first, "head_dim", first.qkv.out_features // (3 * heads)))
+    pe = build(method, pos_dims=2, head_dim=head_dim, num_heads=heads,
+               num_layers=len(blocks), share_layers=share_layers,
+               num_prefix_tokens=int(model.num_prefix_tokens), **options)
+    train_grid = tuple(int(g) for g in model.patch_embed.grid_size)
+    context = TimmRotary(pe, convention or pe.default_convention, train_grid)
+    model.liere_pe = context
+    for i, block in enumerate(blocks):
+        block.attn = RotaryAttention(block.attn, context, i)
+    if dynamic_img_size:
+        _make_dynamic(model)
+    if remove_abs_pos:
+        model.pos_embed = None
+    model.patch_embed.register_forward_pre_hook(context.begin)
+    return model

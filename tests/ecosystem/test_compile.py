@@ -1,0 +1,111 @@
+"""torch.compile: one graph, no breaks, eager-equal forward and backward, one compile per new image size at most.
+
+Graph capture is checked with the cheap backends ("eager", "aot_eager": the
+latter also traces the backward, through expm's custom autograd.Function);
+inductor runs once, for LieRE's scaling-and-squaring path.
+"""
+
+import pytest
+import torch
+import torch._dynamo
+
+from liere.models import build_model
+
+from ._helpers import ALL, ROTARY
+
+
+def vit(method: str, **options):
+    torch.manual_seed(0)
+    if method in ROTARY:
+        options.setdefault("block_size", ROTARY[method])
+    name = "liere" if method == "liere_ss" else method
+    options.setdefault("depth", 2)
+    return build_model("vit", "micro", name, input_shape=(16, 16), patch_size=4, num_classes=3, **options)
+
+
+def counting_backend(calls: list):
+    def backend(gm, example_inputs):
+        calls.append(gm)
+        return gm.forward
+
+    return backend
+
+
+def grads(model) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_explain_shows_one_graph_and_no_breaks(name, mode):
+    model = vit(name).train(mode == "train")
+    explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 16, 16))
+    assert explanation.graph_break_count == 0, [str(b.reason) for b in explanation.break_reasons]
+    assert explanation.graph_count == 1
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fullgraph_forward_and_backward_match_eager(name):
+    model = vit(name, pool="mean", num_registers=1)
+    x = torch.randn(2, 3, 16, 16)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    out = compiled(x)
+    out.square().sum().backward()
+    got = grads(model)
+    model.zero_grad()
+    ref = model(x)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    assert len(got) == len(grads(model))
+    for a, b in zip(got, grads(model)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["liere", "rope_mixed", "absolute"])
+def test_image_size_change_recompiles_at_most_once_per_new_shape(name):
+    model = vit(name)
+    calls: list = []
+    compiled = torch.compile(model, backend=counting_backend(calls), fullgraph=True)
+    seen = set()
+    for size in (16, 24, 16, 32, 24):
+        before = len(calls)
+        x = torch.randn(2, 3, size, size)
+        out = compiled(x)
+        out.sum().backward()
+        torch.testing.assert_close(out, model(x), atol=1e-4, rtol=0)
+        if size in seen:
+            assert len(calls) == before, f"recompiled for an image size it had already compiled: {size}"
+        else:
+            assert len(calls) <= before + 1
+        seen.add(size)
+    assert 1 <= len(calls) <= len(seen)
+
+
+def test_inductor_matches_eager_for_liere_scaling_and_squaring():
+    """The real compiler once: LieRE with 8x8 blocks runs expm's static squaring loop and custom backward."""
+    model = vit("liere_ss", depth=1)
+    x = torch.randn(2, 3, 16, 16)
+    compiled = torch.compile(model, fullgraph=True)
+    out = compiled(x)
+    out.square().sum().backward()
+    got = grads(model)
+    model.zero_grad()
+    ref = model(x)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    for a, b in zip(got, grads(model)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_compiled_model_under_autocast_has_no_breaks():
+    model = vit("liere")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 16, 16))
+    assert explanation.graph_break_count == 0, [str(b.reason) for b in explanation.break_reasons]

@@ -30,9 +30,11 @@ existed before the step and are not counted, their gradients are.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -224,12 +226,26 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the profiler's C++ start/stop lines, which go straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _measure_peak(row: Row, x: _Inputs, device) -> int:
     """Peak bytes of tensors allocated during one step, from the profiler's allocation events."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities, profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=activities, profile_memory=True) as prof:
         _step(row, x)
         _sync(device)
     want = "cuda" if device.type == "cuda" else "cpu"

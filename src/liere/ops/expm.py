@@ -159,50 +159,59 @@ def _is_static_context() -> bool:
 
 
 class _ExpmTaylorSS(torch.autograd.Function):
-    """Scaling and squaring with a hand-written reverse-mode backward."""
+    """Scaling and squaring with a hand-written reverse-mode backward.
+
+    Works on a flat (batch, b, b) view: ``torch.bmm`` on 3-D operands is ~1.6x
+    faster than ``@`` on the 5-D (heads, tokens, blocks, b, b) original for the
+    small b here, and every transpose it needs is made contiguous first
+    (a transposed operand costs as much again).
+    """
 
     @staticmethod
     def forward(ctx, a: Tensor, static: bool):
+        shape = a.shape
+        a = a.reshape(-1, shape[-2], shape[-1])
         s, b, b2, b4 = _scaled_powers(a)
         loops = (MAX_SQUARINGS if static else int(s.max().item())) if a.numel() else 0
         # Squarings every matrix needs skip the torch.where (a full copy each) in eager mode.
         common = 0 if static or not a.numel() else int(s.min().item())
         eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        b3 = b2 @ b
+        b3 = torch.bmm(b2, b)
         inner = _C[8] * eye + _C[9] * b + _C[10] * b2 + _C[11] * b3 + _C[12] * b4
-        mid = _C[4] * eye + _C[5] * b + _C[6] * b2 + _C[7] * b3 + b4 @ inner
-        x = eye + b + _C[2] * b2 + _C[3] * b3 + b4 @ mid
+        mid = _C[4] * eye + _C[5] * b + _C[6] * b2 + _C[7] * b3 + torch.bmm(b4, inner)
+        x = eye + b + _C[2] * b2 + _C[3] * b3 + torch.bmm(b4, mid)
         squares = []
         for i in range(loops):
             squares.append(x)
-            x = x @ x if i < common else torch.where((s > i)[..., None, None], x @ x, x)
-        ctx.common = common
+            x = torch.bmm(x, x) if i < common else torch.where((s > i)[..., None, None], torch.bmm(x, x), x)
+        ctx.common, ctx.shape = common, shape
         ctx.save_for_backward(s, b, b2, b4, inner, mid, *squares)
-        return x
+        return x.view(shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         s, b, b2, b4, inner, mid, *squares = ctx.saved_tensors
-        g = grad
+        mm = torch.bmm
+        g = grad.reshape(b.shape)
         for i in reversed(range(len(squares))):
-            xt = squares[i].mT
-            step = torch.matmul(g, xt).add_(torch.matmul(xt, g))
+            xt = squares[i].mT.contiguous()
+            step = mm(g, xt).add_(mm(xt, g))
             g = step if i < ctx.common else torch.where((s > i)[..., None, None], step, g)
         # Reverse through x = I + b + c2 b2 + c3 b3 + b4 @ mid,
         # mid = c4 I + c5 b + c6 b2 + c7 b3 + b4 @ inner, inner = c8 I + c9 b + c10 b2 + c11 b3 + c12 b4.
-        b4t = b4.mT
-        g_mid = b4t @ g
-        g_b4 = g @ mid.mT
-        g_inner = b4t @ g_mid
-        g_b4 = g_b4 + g_mid @ inner.mT + _C[12] * g_inner
+        # Transposes stay general (not b^T = -b): gradcheck perturbs the input off the skew matrices.
+        b4t, b2t, bt = (t.mT.contiguous() for t in (b4, b2, b))
+        g_mid = mm(b4t, g)
+        g_b4 = mm(g, mid.mT.contiguous())
+        g_inner = mm(b4t, g_mid)
+        g_b4 = g_b4 + mm(g_mid, inner.mT.contiguous()) + _C[12] * g_inner
         g_b = g + _C[5] * g_mid + _C[9] * g_inner
         g_b2 = _C[2] * g + _C[6] * g_mid + _C[10] * g_inner
         g_b3 = _C[3] * g + _C[7] * g_mid + _C[11] * g_inner
-        b2t, bt = b2.mT, b.mT
-        g_b2 = g_b2 + g_b4 @ b2t + b2t @ g_b4 + g_b3 @ bt
-        g_b = g_b + b2t @ g_b3
-        g_b = g_b + g_b2 @ bt + bt @ g_b2
-        return g_b * torch.exp2(-s)[..., None, None], None
+        g_b2 = g_b2 + mm(g_b4, b2t) + mm(b2t, g_b4) + mm(g_b3, bt)
+        g_b = g_b + mm(b2t, g_b3)
+        g_b = g_b + mm(g_b2, bt) + mm(bt, g_b2)
+        return (g_b * torch.exp2(-s)[..., None, None]).view(ctx.shape), None
 
 
 def expm_taylor_ss(a: Tensor) -> Tensor:

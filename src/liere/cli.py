@@ -2,7 +2,7 @@
 
     liere compare                                   # the offline demo: 6 encodings on the pointing task
     liere compare --task text --methods rope,liere:8
-    liere train --config liere/configs/cifar100.yaml --method liere --devices 4
+    liere train --config cifar100 --method liere --devices 4
     liere train --task pointing --method rope_mixed --epochs 5 --out runs/rm --checkpoint-every-n-steps 50
     liere train --out runs/rm --resume              # continue an interrupted run from its last.ckpt
     liere report runs/compare-20250101-120000       # re-render tables and plots from results.json

@@ -35,6 +35,18 @@ def grads(model) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
+def compiled_and_eager(model, x, **compile_options):
+    """Forward and backward once compiled (fullgraph) and once eager: (out, grads, eager out); the model's
+    .grad holds the eager gradients afterwards."""
+    out = torch.compile(model, fullgraph=True, **compile_options)(x)
+    out.square().sum().backward()
+    got = grads(model)
+    model.zero_grad()
+    ref = model(x)
+    ref.square().sum().backward()
+    return out, got, ref
+
+
 @pytest.fixture(autouse=True)
 def _fresh_dynamo():
     torch._dynamo.reset()
@@ -55,13 +67,7 @@ def test_explain_shows_one_graph_and_no_breaks(name, mode):
 def test_fullgraph_forward_and_backward_match_eager(name):
     model = vit(name, pool="mean", num_registers=1)
     x = torch.randn(2, 3, 16, 16)
-    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    out = compiled(x)
-    out.square().sum().backward()
-    got = grads(model)
-    model.zero_grad()
-    ref = model(x)
-    ref.square().sum().backward()
+    out, got, ref = compiled_and_eager(model, x, backend="aot_eager")
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
     assert len(got) == len(grads(model))
     for a, b in zip(got, grads(model)):
@@ -92,13 +98,7 @@ def test_inductor_matches_eager_for_liere_scaling_and_squaring():
     """The real compiler once: LieRE with 8x8 blocks runs expm's static squaring loop and custom backward."""
     model = vit("liere_ss", depth=1)
     x = torch.randn(2, 3, 16, 16)
-    compiled = torch.compile(model, fullgraph=True)
-    out = compiled(x)
-    out.square().sum().backward()
-    got = grads(model)
-    model.zero_grad()
-    ref = model(x)
-    ref.square().sum().backward()
+    out, got, ref = compiled_and_eager(model, x)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
     for a, b in zip(got, grads(model)):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)

@@ -99,3 +99,21 @@ def limit(dataset, num_samples: int | None, seed: int = 0):
     g = torch.Generator().manual_seed(int(seed))
     idx = torch.randperm(len(dataset), generator=g)[: int(num_samples)]
     return Subset(dataset, sorted(idx.tolist()))
+
+
+class UInt8ImageDataset(torch.utils.data.Dataset):
+    """Images held as uint8 (C, H, W) tensors in ``self.images`` with ``self.labels``; items are float
+    in [0, 1], resized to ``self.image_size`` squared when that is set."""
+
+    images: "torch.Tensor | list[torch.Tensor]"
+    labels: torch.Tensor
+    image_size: "int | None"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[i].float().div_(255.0)
+        if self.image_size is not None:
+            x = resize(x, (self.image_size, self.image_size))
+        return x, self.labels[i]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import default_cache_dir, resize
+from ._common import UInt8ImageDataset, default_cache_dir
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def locate(name: str, root: str | Path | None = None, download_ok: bool = True) 
     return folder
 
 
-class CifarDataset(torch.utils.data.Dataset):
+class CifarDataset(UInt8ImageDataset):
     """CIFAR-10/100 as float32 (3, H, W) images in [0, 1] and int64 labels.
 
     Args:
@@ -230,12 +230,3 @@ class CifarDataset(torch.utils.data.Dataset):
         self.images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # (N, 3, 32, 32) uint8
         self.labels = torch.from_numpy(labels)
         self.image_size = image_size
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[i].float().div_(255.0)
-        if self.image_size is not None:
-            x = resize(x, (self.image_size, self.image_size))
-        return x, self.labels[i]

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from ._common import as_size, resize
+from ._common import UInt8ImageDataset, as_size, resize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm")
 ARCHIVE_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
@@ -166,7 +166,7 @@ def load_images(root: str | Path, split: str | None = None, max_per_class: int |
     return _CACHE[key]
 
 
-class ImageFolder(torch.utils.data.Dataset):
+class ImageFolder(UInt8ImageDataset):
     """Images from ``root/<split>/<class>/*`` (a directory or a tar archive), decoded once into memory.
 
     Args:
@@ -188,15 +188,6 @@ class ImageFolder(torch.utils.data.Dataset):
         self.labels = torch.from_numpy(labels)
         self.image_size = image_size
         self.num_classes = len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[i].float().div_(255.0)
-        if self.image_size is not None:
-            x = resize(x, (self.image_size, self.image_size))
-        return x, self.labels[i]
 
 
 def _to_unit_float(a: np.ndarray) -> torch.Tensor:

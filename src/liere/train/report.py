@@ -140,6 +140,16 @@ def write_csv(results: dict, path: Path) -> None:
                        + [ev.get(s, {}).get("loss") for s in sizes] + [r.get("steps_to_target"), r.get("time_to_target")])
 
 
+def _save(fig, path):
+    """Lay out, write as a 120-dpi PNG and close ``fig``; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plots(results: dict, out: Path) -> list[Path]:
     import matplotlib
 
@@ -167,10 +177,7 @@ def _plots(results: dict, out: Path) -> list[Path]:
     ax.legend(title=unit, fontsize=8)
     lo = min([100 * r["eval"][s]["acc"] for r in runs for s in sizes if s in r["eval"]] or [0])
     ax.set_ylim(max(0, lo - 10), 100)
-    fig.tight_layout()
-    paths.append(out / "accuracy_by_method.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "accuracy_by_method.png"))
 
     # Accuracy against resolution, one line per method.
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -185,10 +192,7 @@ def _plots(results: dict, out: Path) -> list[Path]:
     ax.set_xticks(xs)
     ax.set_title("resolution generalisation")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / "accuracy_by_resolution.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "accuracy_by_resolution.png"))
 
     # Learning curves: validation accuracy against steps and training seconds (mean over seeds).
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -210,10 +214,7 @@ def _plots(results: dict, out: Path) -> list[Path]:
         ax.set_ylabel("validation accuracy (%)")
         ax.legend(fontsize=8)
     fig.suptitle("learning curves" + (f" (dotted: target {target:.0%})" if target is not None else ""))
-    fig.tight_layout()
-    paths.append(out / "learning_curves.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "learning_curves.png"))
 
     fractions = sorted({r["train_fraction"] for r in runs})
     if len(fractions) > 1:
@@ -229,10 +230,7 @@ def _plots(results: dict, out: Path) -> list[Path]:
         ax.set_ylabel("validation accuracy (%)")
         ax.set_title("data efficiency")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out / "data_efficiency.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_save(fig, out / "data_efficiency.png"))
 
     if target is not None:
         fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(methods)), 4))
@@ -246,10 +244,7 @@ def _plots(results: dict, out: Path) -> list[Path]:
         ax.set_xticks(range(len(methods)), methods, rotation=20)
         ax.set_ylabel(f"training seconds to {target:.0%} val accuracy")
         ax.set_title("training efficiency")
-        fig.tight_layout()
-        paths.append(out / "time_to_target.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_save(fig, out / "time_to_target.png"))
     return paths
 
 

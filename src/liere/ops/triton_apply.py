@@ -68,6 +68,29 @@ def _next_pow2(n: int) -> int:
 if triton is not None:
 
     @triton.jit
+    def _copy_rest(src, dst, start, rest, rest_mask, REST: tl.constexpr):
+        """Channels past the rotated ones pass through unchanged."""
+        if REST > 0:
+            tl.store(dst + start + rest, tl.load(src + start + rest, mask=rest_mask), mask=rest_mask)
+
+    @triton.jit
+    def _planar_row(src, dst, m, mask, c, s, rest, rest_mask, M: tl.constexpr, REST: tl.constexpr):
+        """One token of one head: pairs (2m, 2m+1) rotated by (c, s), in fp32."""
+        x0 = tl.load(src + 2 * m, mask=mask, other=0.0).to(tl.float32)
+        x1 = tl.load(src + 2 * m + 1, mask=mask, other=0.0).to(tl.float32)
+        tl.store(dst + 2 * m, (c * x0 - s * x1).to(dst.dtype.element_ty), mask=mask)
+        tl.store(dst + 2 * m + 1, (s * x0 + c * x1).to(dst.dtype.element_ty), mask=mask)
+        _copy_rest(src, dst, 2 * M, rest, rest_mask, REST)
+
+    @triton.jit
+    def _block_row(src, dst, r, chan, x_mask, rest, rest_mask, ROTATED: tl.constexpr, REST: tl.constexpr):
+        """One token of one head: y_m = R_m x_m for every block m, in fp32."""
+        x = tl.load(src + chan, mask=x_mask, other=0.0).to(tl.float32)
+        y = tl.sum(r * x[:, None, :], axis=2)
+        tl.store(dst + chan, y.to(dst.dtype.element_ty), mask=x_mask)
+        _copy_rest(src, dst, ROTATED, rest, rest_mask, REST)
+
+    @triton.jit
     def _planar_kernel(
         q_ptr, k_ptr, oq_ptr, ok_ptr, cos_ptr, sin_ptr,
         H, N,
@@ -89,24 +112,11 @@ if triton is not None:
         s = tl.load(sin_ptr + rot, mask=mask, other=0.0) * SIGN
         rest = tl.arange(0, REST_PAD)
         rest_mask = rest < REST
-        # q
-        src = q_ptr + b * sxb + h * sxh + n * sxn
-        dst = oq_ptr + b * sob + h * soh + n * son
-        x0 = tl.load(src + 2 * m, mask=mask, other=0.0).to(tl.float32)
-        x1 = tl.load(src + 2 * m + 1, mask=mask, other=0.0).to(tl.float32)
-        tl.store(dst + 2 * m, (c * x0 - s * x1).to(oq_ptr.dtype.element_ty), mask=mask)
-        tl.store(dst + 2 * m + 1, (s * x0 + c * x1).to(oq_ptr.dtype.element_ty), mask=mask)
-        if REST > 0:
-            tl.store(dst + 2 * M + rest, tl.load(src + 2 * M + rest, mask=rest_mask), mask=rest_mask)
+        _planar_row(q_ptr + b * sxb + h * sxh + n * sxn, oq_ptr + b * sob + h * soh + n * son,
+                    m, mask, c, s, rest, rest_mask, M, REST)
         if HAS_K:
-            src = k_ptr + b * skb + h * skh + n * skn
-            dst = ok_ptr + b * sob + h * soh + n * son
-            x0 = tl.load(src + 2 * m, mask=mask, other=0.0).to(tl.float32)
-            x1 = tl.load(src + 2 * m + 1, mask=mask, other=0.0).to(tl.float32)
-            tl.store(dst + 2 * m, (c * x0 - s * x1).to(ok_ptr.dtype.element_ty), mask=mask)
-            tl.store(dst + 2 * m + 1, (s * x0 + c * x1).to(ok_ptr.dtype.element_ty), mask=mask)
-            if REST > 0:
-                tl.store(dst + 2 * M + rest, tl.load(src + 2 * M + rest, mask=rest_mask), mask=rest_mask)
+            _planar_row(k_ptr + b * skb + h * skh + n * skn, ok_ptr + b * sob + h * soh + n * son,
+                        m, mask, c, s, rest, rest_mask, M, REST)
 
     @triton.jit
     def _block_kernel(
@@ -136,21 +146,11 @@ if triton is not None:
         chan = m2 * BS + c2
         rest = tl.arange(0, REST_PAD)
         rest_mask = rest < REST
-        src = q_ptr + b * sxb + h * sxh + n * sxn
-        dst = oq_ptr + b * sob + h * soh + n * son
-        x = tl.load(src + chan, mask=x_mask, other=0.0).to(tl.float32)
-        y = tl.sum(r * x[:, None, :], axis=2)
-        tl.store(dst + chan, y.to(oq_ptr.dtype.element_ty), mask=x_mask)
-        if REST > 0:
-            tl.store(dst + M * BS + rest, tl.load(src + M * BS + rest, mask=rest_mask), mask=rest_mask)
+        _block_row(q_ptr + b * sxb + h * sxh + n * sxn, oq_ptr + b * sob + h * soh + n * son,
+                   r, chan, x_mask, rest, rest_mask, M * BS, REST)
         if HAS_K:
-            src = k_ptr + b * skb + h * skh + n * skn
-            dst = ok_ptr + b * sob + h * soh + n * son
-            x = tl.load(src + chan, mask=x_mask, other=0.0).to(tl.float32)
-            y = tl.sum(r * x[:, None, :], axis=2)
-            tl.store(dst + chan, y.to(ok_ptr.dtype.element_ty), mask=x_mask)
-            if REST > 0:
-                tl.store(dst + M * BS + rest, tl.load(src + M * BS + rest, mask=rest_mask), mask=rest_mask)
+            _block_row(k_ptr + b * skb + h * skh + n * skn, ok_ptr + b * sob + h * soh + n * son,
+                       r, chan, x_mask, rest, rest_mask, M * BS, REST)
 
 
 def _bhn_strides(x: Tensor, layout: str) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ import logging
 import sys
 import time
 import warnings
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -213,11 +214,16 @@ def cmd_train(args) -> int:
     from liere.train import fit
     from liere.train.callbacks import KillAtStep
 
+    console = Console()
+    saved = Path(args.out) / "config.yaml" if args.out else None
+    if args.resume and not args.config and saved is not None and saved.is_file():
+        # Resuming continues the run as it was configured; flags given now still override.
+        args.config = str(saved)
+        console.print(f"resuming with the run's saved config {saved}")
     cfg = _make_config(args)
     if args.train_fraction is not None:
         cfg.train_fraction = args.train_fraction
     callbacks = [KillAtStep(args.kill_at_step)] if args.kill_at_step else []
-    console = Console()
     result = fit(cfg, callbacks=callbacks)
     if result is None:
         return 0
@@ -267,8 +273,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pathlib import Path
-
     from rich.console import Console
 
     from liere.train.report import load_results, render

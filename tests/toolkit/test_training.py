@@ -85,8 +85,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     ckpt = torch.load(last, weights_only=False)
     assert ckpt["global_step"] == 8  # 6 steps per epoch: step 8 is in the middle of epoch 1
     assert not (tmp_path / "cut" / "result.json").exists()
-    resumed = run_cli(args + ["--out", str(tmp_path / "cut"), "--resume"], tmp_path)
+    # Only --out and --resume: the run's saved config.yaml supplies everything else.
+    resumed = run_cli(["train", "--out", str(tmp_path / "cut"), "--resume"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "saved config" in resumed.stdout
     a = json.loads((tmp_path / "full" / "result.json").read_text())
     b = json.loads((tmp_path / "cut" / "result.json").read_text())
     assert b["resumed_from"].endswith("last.ckpt") and a["steps"] == b["steps"] == 12

@@ -12,7 +12,7 @@ import liere
 
 ROTARY = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "spherical", "rope"]
 LEARNED = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "spherical"]
-COMMUTING = ["comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "rope"]
+COMMUTING = ["comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "rope"]
 
 
 def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2, block_size=None, **options):

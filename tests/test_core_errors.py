@@ -15,7 +15,7 @@ def test_unknown_method_lists_known_ones():
 
 
 def test_aliases_resolve():
-    pe = liere.build("visionllama", pos_dims=2, head_dim=8, num_heads=1)
+    pe = liere.build("rope_vit", pos_dims=2, head_dim=8, num_heads=1)
     assert pe.name == "rope_axial"
     assert liere.build("RoPE-Mixed", pos_dims=2, head_dim=8, num_heads=1).name == "rope_mixed"
 
@@ -126,3 +126,25 @@ def test_absolute_needs_grid_shape_and_checks_tokens():
     pe = liere.build("absolute", pos_dims=2, head_dim=8, num_heads=2, grid_shape=(2, 2))
     with pytest.raises(ValueError, match=r"tokens: expected 0 prefix \+ 4 patch tokens"):
         pe(torch.randn(1, 5, 16))
+
+
+def test_visionllama_is_the_liere_code_baseline():
+    """LieRE's VisionLlama: m = floor(D/2/d) pairs per axis at exp(-4j/(m-1)), leftover pairs frozen."""
+    pe = liere.build("visionllama", pos_dims=3, head_dim=16, num_heads=1)  # 8 pairs, 2 per axis, 2 left over
+    f = pe.frequencies()[0, :, 0]  # (d, M)
+    expected = torch.zeros(3, 8)
+    for axis in range(3):
+        expected[axis, 2 * axis] = 1.0
+        expected[axis, 2 * axis + 1] = float(torch.exp(torch.tensor(-4.0)))
+    torch.testing.assert_close(f, expected)
+    assert pe.default_convention == "liere"
+
+
+def test_rope_mixed_draws_rotations_only():
+    """RoPE-ViT turns the second axis' direction by +90 degrees from the first in every head."""
+    torch.manual_seed(0)
+    pe = liere.build("rope_mixed", pos_dims=2, head_dim=8, num_heads=64)
+    f = pe.frequencies()[0]  # (2, H, M): pair 0 belongs to axis group 0, pair 2 to group 1 (2 pairs each)
+    u, v = f[:, :, 0], f[:, :, 2] / f[:, :, 2].norm(dim=0)
+    cross = u[0] * v[1] - u[1] * v[0]  # sin of the angle from u to v
+    assert torch.all(cross > 0.999)

@@ -1,10 +1,12 @@
-"""The ``liere`` command: ``train``, ``compare``, ``report``, ``bench``.
+"""The ``liere`` command: ``train``, ``compare``, ``study``, ``report``, ``bench``.
 
     liere compare                                   # the offline demo: 6 encodings on the pointing task
     liere compare --task text --methods rope,liere:8
     liere train --config cifar100 --method liere --devices 4
     liere train --task pointing --method rope_mixed --epochs 5 --out runs/rm --checkpoint-every-n-steps 50
     liere train --out runs/rm --resume              # continue an interrupted run from its last.ckpt
+    liere study --list                              # the studies: each tests one published claim
+    liere study grid                                # run (or finish) one; results/grid/summary.md has the verdict
     liere report runs/compare-20250101-120000       # re-render tables and plots from results.json
     liere bench                                     # speed benchmarks (liere.bench)
 
@@ -115,6 +117,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g.add_argument("--context-length", type=_positive_int, help="text: training sequence length")
     g.add_argument("--eval-sizes", type=_int_list,
                    help="also evaluate at these resolutions (text: context lengths), e.g. 32,48,64")
+    g.add_argument("--eval-scalings", type=_str_list,
+                   help="also evaluate other sizes with positions placed by these rules: extend, rescale")
     g.add_argument("--train-samples", type=_positive_int, help="cap on training items")
     g.add_argument("--val-samples", type=_positive_int, help="cap on validation items")
     g.add_argument("--augment", help="default (the dataset's), none, flip, crop_flip, randaugment")
@@ -129,7 +133,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
                        help="comma-separated encodings, NAME or NAME:BLOCK (default: absolute,rope_axial,"
                             "rope_mixed,comrope_ld,liere:8,spherical; text: absolute,rope,liere:8)")
     else:
-        g.add_argument("--method", help="position encoding: liere, rope_mixed, rope_axial (visionllama), "
+        g.add_argument("--method", help="position encoding: liere, rope_mixed, rope_axial, visionllama, "
                                         "comrope_ld, comrope_ap, spherical, rope, absolute, none")
         g.add_argument("--block-size", type=_positive_int, help="rotation block size (liere: 2..head_dim)")
     g.add_argument("--size", help="model size: micro, nano, tiny (22M), base (86M), large")
@@ -141,6 +145,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g.add_argument("--num-registers", type=int, help="register tokens")
     g.add_argument("--share-layers", type=_bool, help="true: one set of generators for all layers")
     g.add_argument("--convention", help="position convention: liere, centers, index (default: the method's)")
+    g.add_argument("--position-jitter", type=float, metavar="SIGMA",
+                   help="ComRoPE's training-time jitter of patch coordinates, in patch spacings (default 0: off)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_positive_int)
     g.add_argument("--max-steps", type=int, help=S)
@@ -272,12 +278,54 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from rich.console import Console
+
+    from liere.train.study import list_studies, load_study, run_study, smoke_version
+
+    console = Console()
+    if args.list:
+        for spec in list_studies():
+            console.print(f"[bold]{spec['name']:<11}[/bold] {spec['title']}: {' '.join(spec['claim'].split())}",
+                          soft_wrap=True)
+        return 0
+    if not args.name:
+        raise CLIError("study: give a study name (see `liere study --list`)")
+    spec = load_study(args.name)
+    if args.smoke:
+        spec = smoke_version(spec)
+    if args.archive:
+        spec["base"] = {**spec["base"], "archive": args.archive}
+    name = spec["name"]
+    out = args.out or (f"runs/smoke-{name}" if args.smoke else f"results/{name}")
+    runs_dir = args.runs_dir or ("runs/smoke-runs" if args.smoke else "runs/study-runs")
+    for flag, path in (("--out", out), ("--runs-dir", runs_dir)):
+        if Path(path).exists() and not Path(path).is_dir():
+            raise CLIError(f"{flag}: {path} is a file, expected a directory")
+    command = "liere study " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["study"] else f"liere study {args.name}"
+    t0 = time.perf_counter()
+    results = run_study(spec, out, runs_dir, jobs=args.jobs, console=console, command=command)
+    outputs = results["outputs"]
+    console.print(f"results: {out}/results.json, {outputs['csv']}, {outputs['markdown']}", soft_wrap=True)
+    if outputs["plots"]:
+        console.print("plots:   " + ", ".join(map(str, outputs["plots"])), soft_wrap=True)
+    console.print(f"verdict: {outputs['verdict']}; wall time {(time.perf_counter() - t0) / 60:.1f} min")
+    return 0
+
+
 def cmd_report(args) -> int:
     from rich.console import Console
 
     from liere.train.report import load_results, render
 
     results = load_results(args.results)
+    if isinstance(results.get("meta"), dict) and "cells" in results["meta"]:  # a study's results
+        from liere.train.study_report import render_study
+
+        src = Path(args.results)
+        outputs = render_study(results, args.out or (src if src.is_dir() else src.parent), Console())
+        print(f"wrote {outputs['csv']}, {outputs['markdown']}, " + ", ".join(map(str, outputs["plots"])))
+        return 0
     if args.target_accuracy is not None:
         results["meta"]["target_accuracy"] = args.target_accuracy
     src = Path(args.results)
@@ -299,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liere", description="Train and compare rotary position encodings "
                                      "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, spherical, absolute).",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
-    sub = parser.add_subparsers(dest="command", metavar="{train,compare,report,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,bench}")
     p = sub.add_parser("train", help="train one model", description="Train one ViT (or text LM) with one "
                        "position encoding. Flags override the --config YAML, which overrides the defaults.")
     _add_train_args(p, compare=False)
@@ -308,6 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "resolutions, and write results.json, results.csv, summary.md and PNG plots. With no "
                        "arguments: the offline demo on the embedded pointing task (~10 min on 2 CPU cores).")
     _add_train_args(p, compare=True)
+    p = sub.add_parser("study", help="test a published claim: a sweep of runs with seeds, tables and a verdict",
+                       description="Run a study (a YAML sweep shipped in liere/studies, or a path), or finish one: runs "
+                       "that already finished are skipped, a killed run continues from its last checkpoint. Writes "
+                       "results.json, results.csv, summary.md (the paper's numbers beside ours and a verdict) and "
+                       "PNG plots.")
+    p.add_argument("name", nargs="?", help="a shipped study (see --list) or a YAML file")
+    p.add_argument("--list", action="store_true", help="list the shipped studies and their claims")
+    p.add_argument("--smoke", action="store_true", help="a tiny version of the study (under 2 minutes), for CI")
+    p.add_argument("--out", help="results directory (default results/NAME, or runs/smoke-NAME with --smoke)")
+    p.add_argument("--runs-dir", help="where the runs live, shared by studies (default runs/study-runs)")
+    p.add_argument("--jobs", type=_positive_int, help="runs in parallel (default on CPU: one per core)")
+    p.add_argument("--archive", help="the CIFAR-10 JPEG archive for the CIFAR studies (default "
+                                     "../shared/data/cifar10-jpg.tgz)")
     p = sub.add_parser("report", help="re-render tables and plots from results.json",
                        description="Re-render results.csv, summary.md and the plots of a comparison.")
     p.add_argument("results", help="a results.json, or the comparison directory holding it")
@@ -339,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "study":
+            return cmd_study(args)
         return cmd_report(args)
     except (ConfigError, CLIError) as e:
         print(f"liere {args.command}: error: {e}", file=sys.stderr)

@@ -11,6 +11,18 @@ centers    (i + 0.5) / n                      range kept at [0, 1], spacing shri
 index      i                                  spacing 1, range grows (RoPE-ViT, 1-D RoPE)
 =========  ================================  ==========================================
 
+A model trained on one grid and run on another can also ignore its convention's
+rule and choose how positions *scale* (``grid(..., scaling=...)``), the question
+the resolution studies ask. Along an axis with training coordinates
+c_t(i) = c_t(0) + i * s (spacing s, n_train patches):
+
+=========  =====================================  ================================
+scaling    coordinate of patch i (of n)           meaning
+=========  =====================================  ================================
+extend     c_t(0) + i * s                         same spacing, range grows (RoPE-ViT)
+rescale    c_t(0) + s * ((i + 0.5) n_train/n - 0.5)  same span of patch centres (ComRoPE)
+=========  =====================================  ================================
+
 Grids are flattened in row-major order over ``shape`` (the order of
 ``x.flatten(2)`` after a patch-embedding convolution), one coordinate per axis.
 """
@@ -22,9 +34,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["CONVENTIONS", "grid", "axis_coordinates", "with_prefix", "check_positions"]
+__all__ = ["CONVENTIONS", "SCALINGS", "grid", "train_spacing", "axis_coordinates", "with_prefix", "check_positions"]
 
 CONVENTIONS = ("liere", "centers", "index")
+#: "convention" follows the convention's own rule at a new size; the others override it (see above).
+SCALINGS = ("convention", "extend", "rescale")
 
 
 def axis_coordinates(
@@ -46,15 +60,39 @@ def axis_coordinates(
     raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
 
 
+def train_spacing(n_train: int, convention: str = "liere") -> tuple[float, float]:
+    """(first coordinate, spacing) of the training grid along one axis of ``n_train`` patches."""
+    coords = axis_coordinates(n_train, convention, n_train, device="cpu", dtype=torch.float64)
+    spacing = float(coords[1] - coords[0]) if n_train > 1 else 1.0
+    return float(coords[0]), spacing
+
+
+def _scaled_axis(n: int, n_train: int, convention: str, scaling: str, device, dtype) -> Tensor:
+    first, spacing = train_spacing(n_train, convention)
+    i = torch.arange(n, device=device, dtype=torch.float64)
+    if scaling == "extend":
+        coords = first + i * spacing
+    else:  # rescale: patch centres keep the training grid's span
+        coords = first + spacing * ((i + 0.5) * n_train / n - 0.5)
+    return coords.to(dtype)
+
+
 def grid(
     shape: Sequence[int] | int,
     convention: str = "liere",
     *,
     train_shape: Sequence[int] | None = None,
+    scaling: str = "convention",
     device=None,
     dtype=torch.float32,
 ) -> Tensor:
-    """Positions of a patch grid of ``shape`` (e.g. (H', W') or (T', H', W')), as (prod(shape), len(shape))."""
+    """Positions of a patch grid of ``shape`` (e.g. (H', W') or (T', H', W')), as (prod(shape), len(shape)).
+
+    ``scaling`` ("convention", "extend" or "rescale") says how a grid other than
+    ``train_shape`` is placed; "extend" and "rescale" need ``train_shape``.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling: expected one of {SCALINGS}, got {scaling!r}")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if len(shape) == 0:
         raise ValueError("shape: expected at least one axis")
@@ -62,10 +100,19 @@ def grid(
         train_shape = (train_shape,) if isinstance(train_shape, int) else tuple(train_shape)
         if len(train_shape) != len(shape):
             raise ValueError(f"train_shape: expected {len(shape)} sizes to match shape={shape}, got {train_shape}")
-    axes = [
-        axis_coordinates(n, convention, None if train_shape is None else train_shape[i], device=device, dtype=dtype)
-        for i, n in enumerate(shape)
-    ]
+    if scaling != "convention":
+        if train_shape is None:
+            raise ValueError(f"train_shape: scaling={scaling!r} places the grid relative to the training grid; "
+                             "give train_shape")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
+        axes = [_scaled_axis(n, train_shape[i], convention, scaling, device, dtype) for i, n in enumerate(shape)]
+    else:
+        axes = [
+            axis_coordinates(n, convention, None if train_shape is None else train_shape[i], device=device,
+                             dtype=dtype)
+            for i, n in enumerate(shape)
+        ]
     mesh = torch.meshgrid(*axes, indexing="ij")
     return torch.stack([m.reshape(-1) for m in mesh], -1)
 

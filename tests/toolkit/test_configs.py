@@ -49,7 +49,7 @@ def test_unknown_yaml_key_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("kw,flag", [
-    (dict(method="visionllama"), None),
+    (dict(method="rope_vit"), None),
     (dict(image_size=36, patch_size=8), "--image-size"),
     (dict(train_fraction=0.0), "--train-fraction"),
     (dict(dim=30, num_heads=4), "--dim"),

@@ -6,13 +6,13 @@ from .absolute import AbsolutePositionEmbedding, NoPositionEncoding
 from .base import BlockEncoding, PlanarEncoding, PositionEncoding, RotaryEncoding
 from .comrope import ComRoPEAP, ComRoPELD
 from .lie import LieRE
-from .rope import AxialRoPE, RoPE1D
+from .rope import AxialRoPE, RoPE1D, VisionLlamaRoPE
 from .rope_mixed import MixedRoPE
 from .spherical import SphericalRoPE
 
 __all__ = ["METHODS", "ALIASES", "build", "canonical_name", *(
     "AbsolutePositionEmbedding NoPositionEncoding BlockEncoding PlanarEncoding PositionEncoding RotaryEncoding "
-    "ComRoPEAP ComRoPELD LieRE AxialRoPE RoPE1D MixedRoPE SphericalRoPE"
+    "ComRoPEAP ComRoPELD LieRE AxialRoPE RoPE1D MixedRoPE SphericalRoPE VisionLlamaRoPE"
 ).split()]
 
 METHODS: dict[str, type[PositionEncoding]] = {
@@ -21,14 +21,15 @@ METHODS: dict[str, type[PositionEncoding]] = {
     "comrope_ld": ComRoPELD,
     "rope_mixed": MixedRoPE,
     "rope_axial": AxialRoPE,
+    "visionllama": VisionLlamaRoPE,
     "spherical": SphericalRoPE,
     "rope": RoPE1D,
     "absolute": AbsolutePositionEmbedding,
     "none": NoPositionEncoding,
 }
-ALIASES = {"visionllama": "rope_axial", "rope_vit": "rope_axial", "liere_dense": "liere"}
+ALIASES = {"rope_vit": "rope_axial", "liere_dense": "liere"}
 # Block size used when ``block_size`` is left unset (None: head_dim, the dense case).
-DEFAULT_BLOCK_SIZE = {"liere": None, "comrope_ap": 4, "comrope_ld": 4, "rope_mixed": 2, "rope_axial": 2, "rope": 2,
+DEFAULT_BLOCK_SIZE = {"liere": None, "comrope_ap": 4, "comrope_ld": 4, "rope_mixed": 2, "rope_axial": 2, "visionllama": 2, "rope": 2,
                       "spherical": 3}
 
 

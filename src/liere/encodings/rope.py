@@ -1,4 +1,4 @@
-"""Fixed-frequency RoPE: 1-D (Su et al. 2021) and axial 2-D/3-D (RoPE-Axial, Vision-Llama).
+"""Fixed-frequency RoPE: 1-D (Su et al. 2021), axial 2-D/3-D (RoPE-ViT), and the LieRE code's VisionLlama.
 
 1-D RoPE rotates channel pair j of a token at position p by the angle
 
@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .base import PlanarEncoding
 
-__all__ = ["RoPE1D", "AxialRoPE", "split_pairs"]
+__all__ = ["RoPE1D", "AxialRoPE", "VisionLlamaRoPE", "split_pairs"]
 
 
 def split_pairs(num_pairs: int, pos_dims: int) -> list[int]:
@@ -66,6 +66,27 @@ class AxialRoPE(PlanarEncoding):
             j = torch.arange(count, dtype=torch.float64)
             freqs[0, axis, 0, start : start + count] = self.theta ** (-j / max(count, 1))
             start += count
+        self.register_buffer("freqs", freqs.float(), persistent=False)
+
+    def frequencies(self) -> Tensor:
+        return self.freqs
+
+
+class VisionLlamaRoPE(PlanarEncoding):
+    name = "visionllama"
+    default_convention = "liere"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        per_axis = self.num_blocks // self.pos_dims
+        if per_axis < 1:
+            raise ValueError(f"head_dim: visionllama needs at least one channel pair per axis, got head_dim="
+                             f"{self.head_dim} for pos_dims={self.pos_dims}")
+        freqs = torch.zeros(1, self.pos_dims, 1, self.num_blocks, dtype=torch.float64)
+        j = torch.arange(per_axis, dtype=torch.float64)
+        magnitudes = torch.exp(-4.0 * j / max(per_axis - 1, 1))
+        for axis in range(self.pos_dims):
+            freqs[0, axis, 0, axis * per_axis : (axis + 1) * per_axis] = magnitudes
         self.register_buffer("freqs", freqs.float(), persistent=False)
 
     def frequencies(self) -> Tensor:

@@ -8,7 +8,7 @@ frequency vector f_{h,j} in R^d per pair, head and layer:
 The generators are all diagonal in the same 2x2 planes, so they commute and
 the encoding is relative. Initialisation follows RoPE-ViT: the pairs are split
 into d groups as in axial RoPE, group k points along direction u_k of a
-random orthonormal frame drawn per head and layer (``rotate=False`` keeps the
+random rotation (det +1, as RoPE-ViT's code) drawn per head and layer (``rotate=False`` keeps the
 coordinate axes), and pair j of a group of m has magnitude theta^(-j/m)
 (theta = 10), i.e. 1/10^(4j/D) for 2-D positions.
 """
@@ -24,11 +24,20 @@ from .rope import split_pairs
 __all__ = ["MixedRoPE"]
 
 
-def _random_frame(pos_dims: int, generator: torch.Generator | None) -> Tensor:
+def _random_rotation(pos_dims: int) -> Tensor:
+    """A uniformly random rotation (det +1) of R^d, as RoPE-ViT draws one per head.
+
+    QR of a Gaussian matrix with the signs of diag(R) folded in is Haar on O(d);
+    flipping one column when det = -1 keeps it Haar on SO(d). In 2-D the second
+    direction is then always the first turned by +90 degrees, as in the paper's code.
+    """
     if pos_dims == 1:
         return torch.ones(1, 1)
-    q, r = torch.linalg.qr(torch.randn(pos_dims, pos_dims, generator=generator))
-    return q * torch.sign(torch.diagonal(r))
+    q, r = torch.linalg.qr(torch.randn(pos_dims, pos_dims))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.linalg.det(q) < 0:
+        q[:, -1] = -q[:, -1]
+    return q
 
 
 class MixedRoPE(PlanarEncoding):
@@ -47,7 +56,7 @@ class MixedRoPE(PlanarEncoding):
         freqs = torch.empty(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks)
         for layer in range(self.param_layers):
             for head in range(self.param_heads):
-                frame = _random_frame(self.pos_dims, None) if rotate else torch.eye(self.pos_dims)
+                frame = _random_rotation(self.pos_dims) if rotate else torch.eye(self.pos_dims)
                 # Column g of the frame is the direction of group g.
                 freqs[layer, :, head, :] = frame[:, groups] * magnitudes
         self.freqs = nn.Parameter(freqs)

@@ -12,6 +12,13 @@ relative to the training grid, so a model trained on 32x32 images evaluates on
 blocks; layers with their own generators (``share_layers=False``) get them from
 the one batched rotation through ``layer=i``. Prefix tokens get the identity rotation.
 
+``position_scaling`` ("convention", "extend", "rescale"; see ``liere.positions``) can be
+set at evaluation time to place other grids by another rule than the convention's.
+``position_jitter`` sigma > 0 perturbs the patch coordinates while training, as
+ComRoPE does: each coordinate moves by clamp(N(0, (sigma/2)^2), -1/2, 1/2) patch
+spacings, one draw per forward pass shared by the batch (the time axis of videos is
+left alone).
+
 Positions of the training grid live in a (non-persistent) buffer; other grids are
 made once and kept in a small dict, so nothing is rebuilt step after step.
 """
@@ -66,12 +73,15 @@ class ViT(nn.Module):
     Args:
         input_shape: training input size, (H, W) for images or (T, H, W) for video/volumes.
         patch_size: int or per-axis sizes (e.g. (2, 16, 16) tubelets).
-        method: any ``liere.build`` name (liere, rope_mixed, rope_axial/visionllama, comrope_ld,
+        method: any ``liere.build`` name (liere, rope_mixed, rope_axial, visionllama, comrope_ld,
             comrope_ap, spherical, absolute, none).
         pool: "cls" (a CLS token) or "mean" (mean of the patch tokens).
         num_registers: extra learned prefix tokens (Darcet et al. 2024), dropped before pooling.
         share_layers: one set of generators for all layers (False: one per layer).
         convention: position convention; None uses the method's default.
+        position_jitter: ComRoPE's training-time jitter of patch coordinates, in patch spacings (0: off).
+        position_scaling: how grids other than the training grid are placed ("convention", "extend",
+            "rescale"); an attribute, so it can be changed after training.
         pe_options: further options for ``liere.build`` (theta, init_scale, kind, ...).
     """
 
@@ -94,6 +104,8 @@ class ViT(nn.Module):
         num_registers: int = 0,
         convention: str | None = None,
         drop_path: float = 0.0,
+        position_jitter: float = 0.0,
+        position_scaling: str = "convention",
         pe_options: dict | None = None,
     ):
         super().__init__()
@@ -106,6 +118,11 @@ class ViT(nn.Module):
             raise ValueError(f"dim: {dim} is not divisible by num_heads={num_heads}")
         if num_registers < 0:
             raise ValueError(f"num_registers: expected >= 0, got {num_registers}")
+        if not (isinstance(position_jitter, (int, float)) and 0.0 <= position_jitter < float("inf")):
+            raise ValueError(f"position_jitter: expected a finite sigma >= 0 (in patch spacings), got {position_jitter!r}")
+        if position_scaling not in liere.positions.SCALINGS:
+            raise ValueError(f"position_scaling: expected one of {liere.positions.SCALINGS}, got {position_scaling!r}")
+        self.position_jitter, self.position_scaling = float(position_jitter), position_scaling
         self.input_shape, self.pool, self.method = input_shape, pool, liere.encodings.canonical_name(method)
         self.patch_embed = PatchEmbed(_tuple(patch_size, len(input_shape), "patch_size"), in_chans, dim)
         self.grid_shape = self.patch_embed.grid_shape(input_shape)
@@ -130,6 +147,11 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self.register_buffer("train_positions", self._make_positions(self.grid_shape), persistent=False)
+        # Patch spacing per axis, the unit of the jitter; video time (axis 0 of 3) is never jittered.
+        spacing = [liere.positions.train_spacing(n, self.convention)[1] for n in self.grid_shape]
+        if len(spacing) == 3:
+            spacing[0] = 0.0
+        self.register_buffer("jitter_scale", torch.tensor(spacing), persistent=False)
         self._positions: dict[tuple[int, ...], Tensor] = {}
         self.apply(init_weights)
         for token in (self.cls_token, self.registers):
@@ -137,24 +159,30 @@ class ViT(nn.Module):
                 nn.init.trunc_normal_(token, std=0.02)
 
     # ----- positions -------------------------------------------------------------------
-    def _make_positions(self, grid_shape: tuple[int, ...], device=None) -> Tensor:
-        return position_grid(grid_shape, self.convention, train_shape=self.grid_shape, device=device)
+    def _make_positions(self, grid_shape: tuple[int, ...], device=None, scaling: str = "convention") -> Tensor:
+        return position_grid(grid_shape, self.convention, train_shape=self.grid_shape, scaling=scaling,
+                             device=device)
 
     def positions(self, grid_shape: Sequence[int]) -> Tensor:
-        """Patch positions (N, d) of a grid, cached per grid shape."""
+        """Patch positions (N, d) of a grid under ``position_scaling``, cached per grid shape and scaling."""
         grid_shape = tuple(grid_shape)
         if grid_shape == self.grid_shape:
             return self.train_positions
         device = self.train_positions.device
+        scaling = self.position_scaling
         if torch.compiler.is_compiling():
             # Writing the dict inside a compiled graph is a guarded side effect that costs a second
             # compile per new shape; in-graph the grid is a few cheap ops anyway.
-            return self._make_positions(grid_shape, device)
-        pos = self._positions.get(grid_shape)
+            return self._make_positions(grid_shape, device, scaling)
+        pos = self._positions.get((grid_shape, scaling))
         if pos is None or pos.device != device:
-            pos = self._make_positions(grid_shape, device)
-            self._positions[grid_shape] = pos
+            pos = self._make_positions(grid_shape, device, scaling)
+            self._positions[(grid_shape, scaling)] = pos
         return pos
+
+    def _jittered(self, positions: Tensor) -> Tensor:
+        noise = (torch.randn_like(positions) * (self.position_jitter / 2)).clamp(-0.5, 0.5)
+        return positions + noise * self.jitter_scale.to(positions.dtype)
 
     # ----- forward ---------------------------------------------------------------------
     def features(self, x: Tensor) -> Tensor:
@@ -170,7 +198,10 @@ class ViT(nn.Module):
         if self.pe.additive:
             x = self.pe(x, grid_shape)
         elif self.pe.rotary:
-            rotation = self.pe.rotation(self.positions(grid_shape))  # once, for every layer
+            positions = self.positions(grid_shape)
+            if self.training and self.position_jitter > 0:
+                positions = self._jittered(positions)
+            rotation = self.pe.rotation(positions)  # once, for every layer
         for block in self.blocks:
             x = block(x, self.pe, rotation)
         x = self.norm(x)
@@ -184,5 +215,6 @@ class ViT(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"input_shape={self.input_shape}, grid_shape={self.grid_shape}, pool={self.pool!r}, "
-                f"num_prefix_tokens={self.num_prefix_tokens}, convention={self.convention!r}")
+                f"num_prefix_tokens={self.num_prefix_tokens}, convention={self.convention!r}, "
+                f"position_scaling={self.position_scaling!r}, position_jitter={self.position_jitter}")
 

@@ -36,6 +36,7 @@ class TrainConfig:
     train_fraction: float = 1.0            # use this fraction of the training items (data-efficiency curves)
     augment: str | None = "default"        # "default" (the dataset's), "none", "flip", "crop_flip", "randaugment"
     eval_sizes: list = field(default_factory=list)  # extra evaluation resolutions (text: context lengths)
+    eval_scalings: list = field(default_factory=list)  # also evaluate other sizes with positions "extend"-ed/"rescale"-d
     # ----- model
     size: str = "micro"                    # micro | nano | tiny | base | large
     dim: int | None = None                 # override the named size
@@ -50,6 +51,7 @@ class TrainConfig:
     pool: str = "cls"                      # cls | mean
     num_registers: int = 0
     drop_path: float = 0.0
+    position_jitter: float = 0.0           # ComRoPE's training-time jitter of patch coordinates (patch spacings)
     pe_options: dict = field(default_factory=dict)
     # ----- optimisation
     optimizer: str = "adamw"               # adam | adamw
@@ -157,6 +159,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--logger: expected csv, tensorboard or none, got {cfg.logger!r}")
     if cfg.progress not in ("rich", "tqdm", "none"):
         raise ConfigError(f"--progress: expected rich, tqdm or none, got {cfg.progress!r}")
+    from liere.positions import SCALINGS
+
+    if not isinstance(cfg.eval_scalings, (list, tuple)) or any(s not in SCALINGS for s in cfg.eval_scalings):
+        raise ConfigError(f"--eval-scalings: expected a list of {', '.join(SCALINGS)}, got {cfg.eval_scalings!r}")
+    if (isinstance(cfg.position_jitter, bool) or not isinstance(cfg.position_jitter, (int, float))
+            or not 0 <= cfg.position_jitter < float("inf")):
+        raise ConfigError(f"--position-jitter: expected a finite sigma >= 0, got {cfg.position_jitter!r}")
     if cfg.convention is not None and cfg.convention not in ("liere", "centers", "index"):
         raise ConfigError(f"--convention: expected liere, centers or index, got {cfg.convention!r}")
     if cfg.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "64"):

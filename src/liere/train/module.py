@@ -49,7 +49,7 @@ def model_from_config(cfg: TrainConfig, info) -> nn.Module:
         patch = (1, *patch)
     return build_model("vit", cfg.size, cfg.method, input_shape=info.input_shape, patch_size=patch,
                        in_chans=info.in_chans, num_classes=info.num_classes, pool=cfg.pool,
-                       num_registers=cfg.num_registers, **common)
+                       num_registers=cfg.num_registers, position_jitter=cfg.position_jitter, **common)
 
 
 class LieRETask(L.LightningModule):

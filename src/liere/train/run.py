@@ -165,9 +165,19 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
     sizes = sorted({train_size, *[int(s) for s in cfg.eval_sizes]})
     module.to(trainer.strategy.root_device)
     evals = {}
+    model = module.model
     for size in sizes:
         ds, _ = build_split(cfg, "val", size=size, num_samples=cfg.val_samples)
         evals[str(size)] = evaluate(module, ds, max(256, cfg.batch_size), precision)
+        # Other placements of the same grid ("48@rescale"); only rotary image models place grids.
+        if size != train_size and info.kind != "text" and cfg.eval_scalings:
+            if getattr(model.pe, "rotary", False):
+                for scaling in cfg.eval_scalings:
+                    model.position_scaling = scaling
+                    evals[f"{size}@{scaling}"] = evaluate(module, ds, max(256, cfg.batch_size), precision)
+                model.position_scaling = "convention"
+            elif getattr(model.pe, "additive", False) and "rescale" in cfg.eval_scalings:
+                evals[f"{size}@rescale"] = evals[str(size)]  # an interpolated table is a rescaled one
     final = recorder.points[-1] if recorder.points else {}
     result = {
         "config": cfg.to_dict(),
@@ -182,6 +192,7 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
         "train_samples": len(datamodule.train_set),
         "steps": trainer.global_step,
         "train_time": recorder.train_time,
+        "train_cpu": recorder.train_cpu,
         "wall_time": wall,
         "val_acc": evals[str(train_size)]["acc"],
         "val_loss": evals[str(train_size)]["loss"],

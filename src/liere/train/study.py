@@ -17,11 +17,12 @@ A study is a YAML file in ``liere/studies/`` (or any path)::
     smoke: {base: {...}, seeds: [0], methods: [...], cells: 1}    # the tiny version (``--smoke``), for CI
 
 Every run is one ``fit`` of a fully resolved ``TrainConfig``. Its directory is named
-by a hash of the settings that change its result, under a shared pool
+by a hash of the settings that change its result (the run key), under a shared pool
 (``--runs-dir``), so a rerun skips finished runs (their ``result.json`` is read
 back), a killed run continues from its ``last.ckpt``, and two studies that need the
 same run (the full-data runs of ``efficiency`` are those of ``resolution``) train
-it once. ``results.json`` is rewritten after every run; the tables, plots and
+it once. Each record in ``results.json`` carries its run key, so committed results
+alone let a fresh checkout continue a study where it stopped. ``results.json`` is rewritten after every run; the tables, plots and
 verdicts are rendered from it (``liere report`` re-renders them).
 """
 
@@ -153,10 +154,28 @@ def finished_result(cfg: TrainConfig) -> dict | None:
     return result if json.loads(json.dumps(done, default=str)) == json.loads(json.dumps(want, default=str)) else None
 
 
-def _record(tags: dict, r: dict) -> dict:
+def _record(tags: dict, r: dict, key: str) -> dict:
     keep = ("train_samples", "params", "convention", "steps", "train_time", "train_cpu", "wall_time", "val_acc",
             "val_loss", "eval", "curve", "run_dir", "train_fraction")
-    return {**tags, **{k: r.get(k) for k in keep}}
+    return {**tags, "key": key, **{k: r.get(k) for k in keep}}
+
+
+def recorded_runs(results_root: Path) -> dict[str, dict]:
+    """Run records of every study's results.json under ``results_root``, by run key.
+
+    Committed results are enough to resume a study on a fresh checkout: the run
+    directories (checkpoints, logs) need not survive, the records do.
+    """
+    found: dict[str, dict] = {}
+    for path in sorted(Path(results_root).glob("*/results.json")):
+        try:
+            runs = json.loads(path.read_text()).get("runs", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for r in runs if isinstance(runs, list) else []:
+            if isinstance(r, dict) and isinstance(r.get("key"), str):
+                found.setdefault(r["key"], r)
+    return found
 
 
 def run_study(spec: dict, out: str | Path, runs_dir: str | Path, *, jobs: int | None = None, console=None,
@@ -186,10 +205,14 @@ def run_study(spec: dict, out: str | Path, runs_dir: str | Path, *, jobs: int | 
     results = {"meta": meta, "runs": []}
     done: dict[int, dict] = {}
     todo = []
+    recorded = recorded_runs(out.parent)
     for i, (tags, cfg) in enumerate(plan):
+        key = run_key(cfg)
         r = finished_result(cfg)
         if r is not None:
-            done[i] = _record(tags, r)
+            done[i] = _record(tags, r, key)
+        elif key in recorded:  # finished elsewhere (another session, another study): its record is enough
+            done[i] = {**recorded[key], **tags}
         else:
             todo.append(i)
     t0 = time.perf_counter()
@@ -210,7 +233,7 @@ def run_study(spec: dict, out: str | Path, runs_dir: str | Path, *, jobs: int | 
         if r is None:
             return
         tags, cfg = plan[i]
-        done[i] = _record(tags, r)
+        done[i] = _record(tags, r, run_key(cfg))
         save()
         if console is not None:
             console.print(f"{tags['label']} {tags['cell']} seed {tags['seed']}: val acc {100 * r['val_acc']:.1f}%  "

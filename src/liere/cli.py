@@ -25,17 +25,9 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
-# The offline demo: what `liere compare` runs with no arguments. Tuned (see README) so that the six
-# encodings train in about 10 minutes on 2 CPU cores and still learn the relational task: a larger
-# target and a wider no-ambiguity margin than the dataset's default make "does the arrow point at
-# the disc" learnable in ~2,500 steps; 8-pixel patches (a 4x4 grid at 32 px) keep the steps cheap.
-DEMO = dict(task="pointing", image_size=32, eval_sizes=[32, 48, 64], size="micro", patch_size=8, epochs=20,
-            train_samples=4000, val_samples=1000, batch_size=32, lr=1e-3, warmup_epochs=1.0, weight_decay=0.05,
-            val_every=0.5, data_options={"radius": [0.14, 0.2], "margin": 0.06, "min_gap": 0.08,
-                                         "arrow_length": [0.26, 0.34]})
-DEMO_TARGET = 0.65  # training efficiency: steps and seconds until 65% validation accuracy
-TEXT_DEMO = dict(task="text", context_length=64, eval_sizes=[64, 128, 256], size="micro", epochs=4,
-                 train_samples=4000, val_samples=500, batch_size=32, lr=2e-3, val_every=0.5)
+# The offline demo (`liere compare` with no arguments) and the text comparison are defined once, in the
+# shipped recipes liere/configs/pointing.yaml and text.yaml (their `compare:` sections name methods and seeds).
+DEMO_RECIPES = {None: "pointing", "pointing": "pointing", "text": "text"}
 
 
 class CLIError(Exception):
@@ -159,7 +151,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     if not compare:
         g.add_argument("--seed", type=int)
     else:
-        g.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: 0,1 for the demo, else 0)")
+        g.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: the recipe's compare.seeds, else 0)")
         g.add_argument("--target-accuracy", type=float,
                        help="report steps and training seconds to reach this validation accuracy (e.g. 0.8)")
     g = p.add_argument_group("system")
@@ -197,12 +189,12 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _make_config(args, defaults: dict | None = None):
+    """Config of a command: TrainConfig defaults < ``defaults`` < the --config YAML < flags."""
     from liere.train.config import config_from, load_config
 
-    overrides = {**(defaults or {}), **_overrides(args)}
     if args.config:
-        return load_config(args.config, **overrides)
-    return config_from(None, **overrides)
+        return load_config(args.config, defaults=defaults, **_overrides(args))
+    return config_from(defaults, **_overrides(args))
 
 
 def _quiet_lightning() -> None:
@@ -245,22 +237,21 @@ def cmd_compare(args) -> int:
 
     from liere.train.compare import DEFAULT_METHODS, TEXT_METHODS, run_compare
 
-    task = args.task
-    if task is None and args.config:
-        task = _make_config(args).task
-    defaults = TEXT_DEMO if task == "text" else DEMO if task in (None, "pointing") else {}
-    if task not in (None, "pointing", "text"):
-        defaults = {"eval_sizes": []}
-    cfg = _make_config(args, {**defaults, "progress": "rich", "checkpoints": bool(args.checkpoints)})
-    if task == "text" and args.eval_sizes is None and args.context_length:
+    from liere.train.config import compare_section
+
+    if args.config is None and args.task in DEMO_RECIPES:
+        args.config = DEMO_RECIPES[args.task]
+    recipe = compare_section(args.config) if args.config else {}
+    cfg = _make_config(args, {"progress": "rich", "eval_sizes": []})
+    cfg.checkpoints = bool(args.checkpoints)
+    if cfg.task == "text" and args.eval_sizes is None and args.context_length:
         cfg.eval_sizes = [args.context_length * k for k in (1, 2, 4)]
-    if task not in (None, "pointing", "text") and args.eval_sizes is None and cfg.image_size:
+    if cfg.task != "text" and not cfg.eval_sizes and cfg.image_size:
         cfg.eval_sizes = [cfg.image_size]
-    methods = args.methods or list(TEXT_METHODS if cfg.task == "text" else DEFAULT_METHODS)
+    methods = args.methods or recipe.get("methods") or list(TEXT_METHODS if cfg.task == "text" else DEFAULT_METHODS)
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    demo = task in (None, "pointing") and not args.config
-    seeds = args.seeds or ([0, 1] if demo else [0])
-    target = args.target_accuracy if args.target_accuracy is not None else (DEMO_TARGET if demo else None)
+    seeds = args.seeds or recipe.get("seeds") or [0]
+    target = args.target_accuracy if args.target_accuracy is not None else recipe.get("target_accuracy")
     console = Console()
     console.print(f"[bold]liere compare[/bold]: {', '.join(methods)} on [bold]{cfg.task}[/bold] "
                   f"({cfg.size} model, {cfg.epochs} epochs, seeds {', '.join(map(str, seeds))}) -> {out}",

@@ -1,6 +1,7 @@
 """One flat, typed configuration for a training run, loadable from YAML and overridable from the CLI.
 
-Precedence: dataclass defaults < YAML file (``--config``) < command-line flags. Every key
+Precedence: dataclass defaults < a command's own defaults < YAML file (``--config``) < command-line
+flags. Every key
 of a YAML recipe must be a field of ``TrainConfig``; a typo is an error that names it.
 Checks that need no data (sizes divisible by the patch, known method and dataset,
 positive numbers) run in ``validate`` before anything is built, so a bad argument
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "ConfigError", "load_config", "validate", "config_from"]
+__all__ = ["TrainConfig", "ConfigError", "load_config", "compare_section", "validate", "config_from"]
 
 
 class ConfigError(ValueError):
@@ -100,8 +101,29 @@ def config_from(mapping: dict | None = None, **overrides) -> TrainConfig:
     return dataclasses.replace(TrainConfig(), **values)
 
 
-def load_config(path: str | Path, **overrides) -> TrainConfig:
-    """Read a YAML recipe. ``path`` may be a file, or the name of a shipped recipe (``cifar100``)."""
+#: Keys a recipe may hold besides TrainConfig's: what ``liere compare`` runs with it (the demo's definition).
+COMPARE_KEYS = ("methods", "seeds", "target_accuracy")
+
+
+def load_config(path: str | Path, defaults: dict | None = None, **overrides) -> TrainConfig:
+    """Read a YAML recipe. ``path`` may be a file, or the name of a shipped recipe (``cifar100``).
+
+    Precedence: TrainConfig's own defaults < ``defaults`` < the YAML < ``overrides`` (the flags).
+    """
+    data = _read_recipe(path)
+    data.pop("compare", None)
+    return config_from({**(defaults or {}), **data}, **overrides)
+
+
+def compare_section(path: str | Path) -> dict:
+    """The recipe's ``compare:`` mapping (methods, seeds, target_accuracy), checked; {} if it has none."""
+    section = _read_recipe(path).get("compare") or {}
+    if not isinstance(section, dict) or set(section) - set(COMPARE_KEYS):
+        raise ConfigError(f"--config: {path}: 'compare' may hold only {', '.join(COMPARE_KEYS)}, got {section!r}")
+    return section
+
+
+def _read_recipe(path: str | Path) -> dict:
     import yaml
 
     p = Path(path)
@@ -118,7 +140,7 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
         raise ConfigError(f"--config: {p} is not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config: {p} must hold a mapping of config keys")
-    return config_from(data, **overrides)
+    return data
 
 
 def _positive(name: str, value, allow_none: bool = False) -> None:

@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["render", "summary_rows", "load_results", "mean_std", "time_to_target"]
+__all__ = ["render", "summary_rows", "load_results", "mean_std", "time_to_target", "noise_lines"]
 
 
 def target_accuracy_of(meta: dict) -> float:
@@ -105,6 +105,39 @@ def summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
             row.append((fmt(*mean_std(secs), scale=1.0, digits=0) if reached else "not reached") + suffix)
         rows.append(row)
     return header, rows
+
+
+def noise_lines(results: dict) -> list[str]:
+    """Which methods the seeds cannot tell from the best, at the training size (full data).
+
+    A method is *within noise* of the best when the difference of mean accuracies is
+    at most twice its standard error, sqrt(s_best²/n_best + s²/n) over seeds.
+    """
+    meta, full = results["meta"], _full_fraction(results)
+    size = str(meta["image_size"])
+    stats = {}
+    for label in _methods(results):
+        accs = [r["eval"].get(size, {}).get("acc") for r in results["runs"]
+                if r["label"] == label and r["train_fraction"] == full]
+        accs = [a for a in accs if a is not None]
+        if accs:
+            stats[label] = (*mean_std(accs), len(accs))
+    if len(stats) < 2:
+        return []
+    best = max(stats, key=lambda k: stats[k][0])
+    mb, sb, nb = stats[best]
+    if nb < 2:
+        return [f"Best at the training size: {best}; with one seed, no difference can be called beyond noise."]
+    tied, below = [], []
+    for label, (m, sd, n) in stats.items():
+        if label == best:
+            continue
+        delta, se = mb - m, math.sqrt(sb**2 / nb + sd**2 / max(n, 1))
+        (tied if delta <= 2 * se else below).append(f"{label} (−{100 * delta:.1f} ± {100 * se:.1f})")
+    lines = [f"Best at the training size: {best} ({100 * mb:.1f} ± {100 * sb:.1f}%, {nb} seeds)."]
+    lines.append("Within noise of it (difference ≤ 2 standard errors): " + (", ".join(tied) if tied else "none") + ".")
+    lines.append("Below it beyond noise: " + (", ".join(below) if below else "none") + ".")
+    return lines
 
 
 def fraction_rows(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -262,6 +295,9 @@ def render(results: dict, out: str | Path, console=None) -> dict:
           f"Trained at {meta['image_size']} ({meta.get('model', '')}), {len(meta['seeds'])} seed(s): "
           f"{', '.join(map(str, meta['seeds']))}. Accuracy in % (mean ± std over seeds) on the validation set.", "",
           markdown_table(header, rows), ""]
+    noise = noise_lines(results)
+    if noise:
+        md += [" ".join(noise), ""]
     if len({r["train_fraction"] for r in results["runs"]}) > 1:
         fh, fr = fraction_rows(results)
         md += ["## Data efficiency (accuracy at the training resolution)", "", markdown_table(fh, fr), ""]
@@ -282,6 +318,8 @@ def render(results: dict, out: str | Path, console=None) -> dict:
         for row in compact:
             table.add_row(*row[:n_acc], row[n_acc])
         console.print(table)
+        for line in noise:
+            console.print(line, soft_wrap=True)
         eff = Table(title="training cost" + (f" and efficiency (to {target_accuracy_of(meta):.0%} val accuracy)"
                                             if meta.get("target_accuracy") is not None else ""))
         for h in ["method", "params", "train s", *header[n_acc + 3:]]:

@@ -244,8 +244,8 @@ def _plots(results: dict, out: Path) -> list[Path]:
     meta, paths = results["meta"], []
     methods, cols = meta["methods"], column_cells(results)
     metric = cols[0].get("metric", "acc") if cols else "acc"
-    same_metric = all(c.get("metric", "acc") == metric for c in cols)
-    if cols and same_metric:
+    cols = [c for c in cols if c.get("metric", "acc") == metric]  # one axis: the first column's metric
+    if cols:
         fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(cols) * max(1, len(methods)) / 3), 4.2))
         width = 0.8 / max(1, len(methods))
         scale = 100.0 if metric == "acc" else 1.0

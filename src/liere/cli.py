@@ -232,11 +232,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    from rich.console import Console
-
-    from liere.train.compare import DEFAULT_METHODS, TEXT_METHODS, run_compare
-
+def resolve_compare(args):
+    """(config, methods, seeds, target accuracy) of `liere compare`: recipe < flags, the demo with no arguments."""
+    from liere.train.compare import DEFAULT_METHODS, TEXT_METHODS
     from liere.train.config import compare_section
 
     if args.config is None and args.task in DEMO_RECIPES:
@@ -249,9 +247,18 @@ def cmd_compare(args) -> int:
     if cfg.task != "text" and not cfg.eval_sizes and cfg.image_size:
         cfg.eval_sizes = [cfg.image_size]
     methods = args.methods or recipe.get("methods") or list(TEXT_METHODS if cfg.task == "text" else DEFAULT_METHODS)
-    out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
     seeds = args.seeds or recipe.get("seeds") or [0]
     target = args.target_accuracy if args.target_accuracy is not None else recipe.get("target_accuracy")
+    return cfg, list(methods), list(seeds), target
+
+
+def cmd_compare(args) -> int:
+    from rich.console import Console
+
+    from liere.train.compare import run_compare
+
+    cfg, methods, seeds, target = resolve_compare(args)
+    out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
     console = Console()
     console.print(f"[bold]liere compare[/bold]: {', '.join(methods)} on [bold]{cfg.task}[/bold] "
                   f"({cfg.size} model, {cfg.epochs} epochs, seeds {', '.join(map(str, seeds))}) -> {out}",

@@ -6,7 +6,7 @@ import pytest
 
 import liere
 from liere.cli import _make_config, build_parser
-from liere.train.config import ConfigError, config_from, load_config, validate
+from liere.train.config import ConfigError, TrainConfig, config_from, load_config, validate
 
 CONFIGS = sorted((Path(liere.__file__).parent / "configs").glob("*.yaml"))
 
@@ -62,3 +62,34 @@ def test_validate(kw, flag):
     else:
         with pytest.raises(ConfigError, match=flag):
             validate(config_from(**kw))
+
+
+def _compare(argv):
+    from liere.cli import resolve_compare
+
+    return resolve_compare(build_parser().parse_args(["compare", *argv]))
+
+
+def test_demo_is_the_pointing_recipe_as_written():
+    import yaml
+
+    recipe = yaml.safe_load((Path(liere.__file__).parent / "configs" / "pointing.yaml").read_text())
+    cfg, methods, seeds, target = _compare([])
+    assert cfg.epochs == recipe["epochs"] and cfg.train_samples == recipe["train_samples"]  # nothing overrides it
+    assert methods == recipe["compare"]["methods"] and seeds == recipe["compare"]["seeds"] == [0, 1, 2]
+    assert target == recipe["compare"]["target_accuracy"]
+
+
+def test_compare_precedence_flags_over_recipe_over_command_defaults():
+    cfg, methods, seeds, _ = _compare(["--epochs", "3", "--methods", "rope_mixed", "--seeds", "4"])
+    assert (cfg.epochs, methods, seeds) == (3, ["rope_mixed"], [4])
+    assert cfg.lr == 1e-3 and cfg.patch_size == 8  # still the recipe's
+    cfg, *_ = _compare(["--task", "moving"])  # no recipe: the command's defaults, then TrainConfig's
+    assert cfg.task == "moving" and cfg.epochs == TrainConfig().epochs and cfg.progress == "rich"
+
+
+def test_recipe_compare_section_is_checked(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: pointing\ncompare: {method: [liere]}\n")
+    with pytest.raises(ConfigError, match="'compare' may hold only methods, seeds, target_accuracy"):
+        _compare(["--config", str(bad)])

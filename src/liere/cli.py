@@ -97,6 +97,10 @@ def _bool(text: str) -> bool:
 
 def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     """Flags shared by train and compare; defaults are None so YAML/config values are kept unless given."""
+    from liere.encodings import ALIASES, METHODS
+    from liere.positions import CONVENTIONS
+    from liere.train.compare import DEFAULT_METHODS, TEXT_METHODS
+
     S = argparse.SUPPRESS
     g = p.add_argument_group("data")
     g.add_argument("--config", help="YAML recipe (a path, or a shipped one: cifar100, imagenet, ucf101, pointing)")
@@ -122,11 +126,11 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g = p.add_argument_group("model")
     if compare:
         g.add_argument("--methods", type=_str_list,
-                       help="comma-separated encodings, NAME or NAME:BLOCK (default: absolute,rope_axial,"
-                            "rope_mixed,comrope_ld,liere:8,spherical; text: absolute,rope,liere:8)")
+                       help=f"comma-separated encodings, NAME or NAME:BLOCK (default: {','.join(DEFAULT_METHODS)}; "
+                            f"text: {','.join(TEXT_METHODS)})")
     else:
-        g.add_argument("--method", help="position encoding: liere, rope_mixed, rope_axial, visionllama, "
-                                        "comrope_ld, comrope_ap, spherical, rope, absolute, none")
+        aliases = ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
+        g.add_argument("--method", help=f"position encoding: {', '.join(METHODS)} (aliases: {aliases})")
         g.add_argument("--block-size", type=_positive_int, help="rotation block size (liere: 2..head_dim)")
     g.add_argument("--size", help="model size: micro, nano, tiny (22M), base (86M), large")
     g.add_argument("--dim", type=_positive_int, help=S)
@@ -136,7 +140,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g.add_argument("--pool", help="cls or mean")
     g.add_argument("--num-registers", type=int, help="register tokens")
     g.add_argument("--share-layers", type=_bool, help="true: one set of generators for all layers")
-    g.add_argument("--convention", help="position convention: liere, centers, index (default: the method's)")
+    g.add_argument("--convention", help=f"position convention: {', '.join(CONVENTIONS)} (default: the method's)")
     g.add_argument("--position-jitter", type=float, metavar="SIGMA",
                    help="ComRoPE's training-time jitter of patch coordinates, in patch spacings (default 0: off)")
     g = p.add_argument_group("optimisation")

@@ -23,6 +23,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
+from .._compat import tracing
 from ..ops.apply import LAYOUTS, apply_rotation_qk
 from ..ops.expm import skew_expm
 from ..positions import check_positions
@@ -40,19 +41,58 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def _tracing() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-
-
 class PositionEncoding(nn.Module):
-    """Common attributes: ``rotary`` methods rotate q and k, ``additive`` ones add to tokens."""
+    """What every encoding offers a model: two hooks, called by every model without asking which kind it is.
+
+    * ``embed(x, grid_shape)``: tokens (B, P + N, C) before the first block; the identity
+      unless the encoding is ``additive``.
+    * ``rotation(positions)``: the ``Rotation`` every attention block applies to q and k;
+      None unless the encoding is ``rotary``.
+
+    The class attributes are the method's facts, read by ``liere.encodings.registry``
+    (and through it by ``build``, the CLI and the training config): its ``build``
+    ``name`` and ``aliases``, its own ``options`` (keywords beyond the common ones),
+    its ``default_block_size`` (None: head_dim) and, when the structure allows only
+    one, its ``fixed_block_size``.
+    """
 
     name: str = ""
+    aliases: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    default_block_size: int | None = None
+    fixed_block_size: int | None = None
     rotary: bool = False
     additive: bool = False
     commuting: bool | None = None
     #: The position convention of the method's paper (see ``liere.positions``).
     default_convention: str = "liere"
+
+    def embed(self, x: Tensor, grid_shape=None) -> Tensor:
+        """Tokens (B, P + N, C) with the encoding added; the identity unless ``additive``."""
+        return x
+
+    def rotation(self, positions: Tensor) -> Rotation | None:
+        """R(p) for q and k; None unless ``rotary``."""
+        return None
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters weight decay must leave alone (timm/nanoGPT convention): all of them.
+
+        Generators and tables are not weights to shrink: decaying generators shrinks every rotation.
+        """
+        return {name for name, _ in self.named_parameters()}
+
+    @classmethod
+    def block_size_for(cls, head_dim: int, block_size: int | None = None) -> int | None:
+        """The block size a build with ``block_size`` uses: the fixed one, the requested one, or the default."""
+        if cls.fixed_block_size is not None:
+            if block_size is not None and block_size != cls.fixed_block_size:
+                b = cls.fixed_block_size
+                raise ValueError(f"block_size: {cls.name!r} uses {b}x{b} blocks, got {block_size}")
+            return cls.fixed_block_size
+        if block_size is not None:
+            return block_size
+        return cls.default_block_size or head_dim
 
 
 class RotaryEncoding(PositionEncoding):
@@ -66,7 +106,7 @@ class RotaryEncoding(PositionEncoding):
         pos_dims: int,
         head_dim: int,
         num_heads: int,
-        block_size: int,
+        block_size: int | None = None,
         num_layers: int = 1,
         share_layers: bool = False,
         share_heads: bool = False,
@@ -79,6 +119,7 @@ class RotaryEncoding(PositionEncoding):
         self.pos_dims = _positive_int("pos_dims", pos_dims)
         self.head_dim = _positive_int("head_dim", head_dim)
         self.num_heads = _positive_int("num_heads", num_heads)
+        block_size = self.block_size_for(head_dim, block_size)
         if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= head_dim:
             raise ValueError(f"block_size: expected 2 <= block_size <= head_dim={head_dim}, got {block_size}")
         self.block_size = block_size
@@ -202,7 +243,7 @@ class RotaryEncoding(PositionEncoding):
 
     def _cache_key(self, positions: Tensor):
         """Eval-mode cache key: position values, device, dtype and the parameters' versions."""
-        if not self.cache or self.training or _tracing() or torch.is_grad_enabled() and self._has_grad_params():
+        if not self.cache or self.training or tracing() or torch.is_grad_enabled() and self._has_grad_params():
             return None
         state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
         values = tuple(positions.detach().reshape(-1).cpu().tolist())
@@ -224,12 +265,7 @@ class PlanarEncoding(RotaryEncoding):
     """b = 2 methods: generators are frequencies, rotations are cos/sin of p . f."""
 
     commuting = True
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("block_size", 2)
-        if kwargs["block_size"] != 2:
-            raise ValueError(f"block_size: {type(self).__name__} uses 2x2 blocks, got {kwargs['block_size']}")
-        super().__init__(**kwargs)
+    fixed_block_size = 2
 
     def frequencies(self) -> Tensor:
         """(L, d, Hp, M) angular frequency of pair m along axis k."""

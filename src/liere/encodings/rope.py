@@ -33,6 +33,7 @@ def split_pairs(num_pairs: int, pos_dims: int) -> list[int]:
 
 class RoPE1D(PlanarEncoding):
     name = "rope"
+    options = ("theta",)
     default_convention = "index"
 
     def __init__(self, *, theta: float = 10000.0, **kwargs):
@@ -53,6 +54,8 @@ class RoPE1D(PlanarEncoding):
 
 class AxialRoPE(PlanarEncoding):
     name = "rope_axial"
+    aliases = ("rope_vit",)
+    options = ("theta",)
     default_convention = "index"
 
     def __init__(self, *, theta: float = 100.0, **kwargs):

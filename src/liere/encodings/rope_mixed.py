@@ -42,6 +42,7 @@ def _random_rotation(pos_dims: int) -> Tensor:
 
 class MixedRoPE(PlanarEncoding):
     name = "rope_mixed"
+    options = ("theta", "rotate")
     default_convention = "index"
 
     def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):

@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._compat import tracing
 from ..rotation import Rotation
 
 __all__ = ["apply_rotation", "apply_rotation_qk", "LAYOUTS"]
@@ -104,10 +105,6 @@ def _rotate_float32(x: Tensor, rotation: Rotation, layout: str) -> Tensor:
     if rotated < x.shape[-1]:
         out = torch.cat((out, x[..., rotated:].to(out.dtype)), -1)
     return out.to(x.dtype)
-
-
-def _tracing() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
 # ----- fast eager paths ---------------------------------------------------------------------------
@@ -271,7 +268,7 @@ def _rotate_fast(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tens
 
 def _use_triton(x: Tensor, rotation: Rotation) -> bool:
     """The fused kernel runs for CUDA tensors it supports, outside tracing, when triton is installed."""
-    if not x.is_cuda or _tracing():
+    if not x.is_cuda or tracing():
         return False
     from . import triton_apply
 
@@ -297,7 +294,7 @@ def apply_rotation(x: Tensor, rotation: Rotation, *, layout: str = "bhnd", layer
         from .triton_apply import rotate_triton
 
         return rotate_triton(x, rotation, layout)
-    if _tracing():
+    if tracing():
         return _rotate_eager(x, rotation, layout)
     return _rotate_fast([x], rotation, layout)[0]
 
@@ -317,7 +314,7 @@ def apply_rotation_qk(q: Tensor, k: Tensor, rotation: Rotation, *, layout: str =
         from .triton_apply import rotate_qk_triton
 
         return rotate_qk_triton(q, k, rotation, layout)
-    if _tracing():
+    if tracing():
         return _rotate_eager(q, rotation, layout), _rotate_eager(k, rotation, layout)
     q, k = _rotate_fast([q, k], rotation, layout)
     return q, k

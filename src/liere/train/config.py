@@ -181,15 +181,15 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--logger: expected csv, tensorboard or none, got {cfg.logger!r}")
     if cfg.progress not in ("rich", "tqdm", "none"):
         raise ConfigError(f"--progress: expected rich, tqdm or none, got {cfg.progress!r}")
-    from liere.positions import SCALINGS
+    from liere.positions import CONVENTIONS, SCALINGS
 
     if not isinstance(cfg.eval_scalings, (list, tuple)) or any(s not in SCALINGS for s in cfg.eval_scalings):
         raise ConfigError(f"--eval-scalings: expected a list of {', '.join(SCALINGS)}, got {cfg.eval_scalings!r}")
     if (isinstance(cfg.position_jitter, bool) or not isinstance(cfg.position_jitter, (int, float))
             or not 0 <= cfg.position_jitter < float("inf")):
         raise ConfigError(f"--position-jitter: expected a finite sigma >= 0, got {cfg.position_jitter!r}")
-    if cfg.convention is not None and cfg.convention not in ("liere", "centers", "index"):
-        raise ConfigError(f"--convention: expected liere, centers or index, got {cfg.convention!r}")
+    if cfg.convention is not None and cfg.convention not in CONVENTIONS:
+        raise ConfigError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {cfg.convention!r}")
     if cfg.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "64"):
         raise ConfigError(f"--precision: expected auto, 32-true, bf16-mixed or 16-mixed, got {cfg.precision!r}")
     dim, depth, heads = SIZES[cfg.size]

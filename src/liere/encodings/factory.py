@@ -18,9 +18,8 @@ def build(
     and ``share_layers`` (one set of generators per layer, or one shared), ``share_heads``,
     ``num_prefix_tokens`` and ``prefix_position`` (CLS/register tokens: identity rotation,
     or a chosen position), ``layout`` ("bhnd" or "bnhd"), ``cache`` (eval-mode cache).
-    Method options are each class's ``options``: ``theta`` (rope, rope_axial, rope_mixed,
-    spherical), ``rotate`` (rope_mixed), ``init_std`` (comrope_*), ``init_scale`` (liere),
-    ``grid_shape``, ``embed_dim``, ``kind`` and ``truncate`` (absolute).
+    A method's own options are its class's ``options`` attribute, e.g.
+    ``liere.METHODS["rope_mixed"].options == ("theta", "rotate")``.
     """
     cls = METHODS[canonical_name(name)]
     return cls(pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)

@@ -98,12 +98,15 @@ class SubmititLauncher(Launcher):
         return alive
 
     def _alive(self, job_id: str) -> bool:
-        if self.opts.submitit_cluster == "local":
+        if self.opts.submitit_cluster == "local":  # a local job's id is its controller's pid
             try:
-                os.kill(int(job_id), 0)  # a local job's id is its controller's pid
+                return b"submitit" in Path(f"/proc/{int(job_id)}/cmdline").read_bytes()
             except (OSError, ValueError):
-                return False
-            return True
+                try:
+                    os.kill(int(job_id), 0)
+                except (OSError, ValueError):
+                    return False
+                return not Path("/proc").is_dir()
         import submitit
 
         try:
@@ -129,31 +132,47 @@ class SubmititLauncher(Launcher):
         for i, (_, cfg) in enumerate(plan):
             if str(cfg.out) in active:
                 out.jobs[i] = active[str(cfg.out)]
+        # submitit's local cluster starts every job at once; with --wait, --jobs N keeps N running.
+        throttle = self.opts.submitit_cluster == "local" and self.opts.wait and self.opts.jobs
+        queue = list(submit)
         if submit:
             LiereRun = _make_job_class()
             ex = self._executor(plan[submit[0]][1], len(submit))
             threads = None
             if self.opts.submitit_cluster == "local":  # every job sees every core: share them
-                threads = self.opts.cpus_per_run or max(1, cores() // len(submit))
-            with ex.batch():
-                pending_jobs = [(i, ex.submit(LiereRun(), payload(plan[i][1], threads))) for i in submit]
-            for i, job in pending_jobs:
-                jobs[i] = job
-                out.jobs[i] = str(job.job_id)
-                out.logs[i] = str(job.paths.stderr)
-            self._remember({**active, **{str(plan[i][1].out): out.jobs[i] for i in jobs}})
+                threads = self.opts.cpus_per_run or max(1, cores() // min(len(submit), self.opts.jobs or len(submit)))
+
+            def launch(indices) -> None:
+                with ex.batch():
+                    submitted = [(i, ex.submit(LiereRun(), payload(plan[i][1], threads))) for i in indices]
+                for i, job in submitted:
+                    jobs[i] = job
+                    out.jobs[i] = str(job.job_id)
+                    out.logs[i] = str(job.paths.stderr)
+                self._remember({**self._still_active(), **{str(plan[i][1].out): out.jobs[i] for i, _ in submitted}})
+
+            first = queue[: self.opts.jobs] if throttle else queue
+            queue = queue[len(first):]
+            launch(first)
         if console is not None:
             ids = sorted({out.jobs[i] for i in jobs})
             again = len(plan) - len(submit)
             console.print(f"submitted {len(jobs)} run(s) to {self.where}: job(s) {', '.join(ids[:6])}"
                           + (" ..." if len(ids) > 6 else "") + f"; logs in {self.folder}"
+                          + (f"; {len(queue)} more as these finish" if queue else "")
                           + (f"; {again} still queued or running from before" if again else ""), soft_wrap=True)
         if not self.opts.wait:
             out.pending = list(range(len(plan)))
             return out
         waiting = set(range(len(plan)))
         while waiting:
+            running = sum(1 for i in waiting if i in jobs)
+            if queue and running < self.opts.jobs:
+                launch(queue[: self.opts.jobs - running])
+                queue = queue[self.opts.jobs - running:]
             for i in sorted(waiting):
+                if i in queue:
+                    continue
                 label, cfg = plan[i]
                 job = jobs.get(i)
                 if job is None:  # submitted by an earlier invocation: watch its run directory

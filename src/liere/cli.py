@@ -8,6 +8,8 @@
     liere study --list                              # the studies: each tests one published claim
     liere study grid                                # run (or finish) one; results/grid/summary.md has the verdict
     liere report runs/compare-20250101-120000       # re-render tables and plots from results.json
+    liere study grid --launcher submitit --slurm-partition gpu --gpus-per-run 1   # one SLURM job per run
+    liere report results/grid                       # gather the runs that finished (README: On a cluster)
     liere bench                                     # speed benchmarks (liere.bench)
 
 Bad arguments (unknown method or dataset, missing data, sizes the patch grid cannot

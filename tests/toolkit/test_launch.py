@@ -204,3 +204,23 @@ def test_study_submitted_gathered_and_skipped_on_another_launcher(tmp_path):
     assert (tmp_path / "results" / "tiny" / "summary.md").is_file()
     again = liere_command([*args, "--launcher", "ray"], tmp_path)
     assert again.returncode == 0 and "2 runs, 2 already finished" in again.stdout, again.stderr[-2000:]
+
+
+def test_launch_file_keeps_job_ids_while_pending_and_goes_when_done(tmp_path):
+    from types import SimpleNamespace
+
+    from liere.launch import GatherLauncher, Launched
+    from liere.launch.sweep import note_launch
+
+    plan = [("rope", SimpleNamespace(out=str(tmp_path / "runs" / "a"), seed=0)),
+            ("liere:8", SimpleNamespace(out=str(tmp_path / "runs" / "b"), seed=0))]
+    submitter = SimpleNamespace(name="submitit")
+    sent = Launched(pending=[0, 1], jobs={0: "101", 1: "102"}, logs={0: "a.err", 1: "b.err"}, where="SLURM")
+    assert note_launch(tmp_path, {"kind": "compare"}, submitter, sent, plan)["pending"] == 2
+    # `liere report` gathers: run a finished, b is still pending and keeps its job and log.
+    left = note_launch(tmp_path, {"kind": "compare"}, GatherLauncher(), Launched(pending=[1]), plan)
+    saved = json.loads((tmp_path / "launch.json").read_text())
+    assert left["pending"] == 1 and saved["launcher"] == "submitit" and saved["where"] == "SLURM"
+    assert saved["pending"] == [{"label": "liere:8", "seed": 0, "run_dir": plan[1][1].out, "job": "102", "log": "b.err"}]
+    note_launch(tmp_path, {"kind": "compare"}, GatherLauncher(), Launched(), plan)
+    assert not (tmp_path / "launch.json").exists()

@@ -58,9 +58,16 @@ def note_launch(out, sweep: dict, launcher, launched, plan, console=None) -> dic
             console.print(f"[red]failed[/red]: {msg}", soft_wrap=True, highlight=False)
         if pending:
             where = launched.where or _read(path).get("where", "")
-            console.print(f"{len(pending)} run(s) pending" + (f" on {where}" if where else "")
-                          + f"; `liere report {out}` gathers the finished ones, and running this command again "
-                            f"resubmits only runs that are neither finished nor queued", soft_wrap=True, highlight=False)
+            if launcher.name == "gather":
+                jobs = ", ".join(str(p["job"]) for p in pending[:6] if p["job"]) + (" ..." if len(pending) > 6 else "")
+                console.print(f"{len(pending)} run(s) still pending" + (f" on {where}" if where else "")
+                              + (f" (jobs {jobs})" if jobs else "") + f"; `liere report {out}` again gathers them",
+                              soft_wrap=True, highlight=False)
+            else:
+                console.print(f"{len(pending)} run(s) pending" + (f" on {where}" if where else "")
+                              + f"; `liere report {out}` gathers the finished ones, and running this command again "
+                                f"resubmits only runs that are neither finished nor queued", soft_wrap=True,
+                              highlight=False)
     return {"pending": len(pending), "failed": failed, "where": launched.where}
 
 

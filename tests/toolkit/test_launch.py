@@ -221,6 +221,7 @@ def test_launch_file_keeps_job_ids_while_pending_and_goes_when_done(tmp_path):
     left = note_launch(tmp_path, {"kind": "compare"}, GatherLauncher(), Launched(pending=[1]), plan)
     saved = json.loads((tmp_path / "launch.json").read_text())
     assert left["pending"] == 1 and saved["launcher"] == "submitit" and saved["where"] == "SLURM"
-    assert saved["pending"] == [{"label": "liere:8", "seed": 0, "run_dir": plan[1][1].out, "job": "102", "log": "b.err"}]
+    assert saved["pending"] == [{"label": "liere:8", "seed": 0, "run_dir": plan[1][1].out, "job": "102",
+                                 "log": "b.err"}]
     note_launch(tmp_path, {"kind": "compare"}, GatherLauncher(), Launched(), plan)
     assert not (tmp_path / "launch.json").exists()

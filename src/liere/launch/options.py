@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from liere.train.config import ConfigError
 
 __all__ = ["LAUNCHERS", "LaunchError", "LaunchOptions", "add_launch_args", "options_from_args", "check_config",
-           "parse_timeout"]
+           "device_count", "parse_timeout"]
 
 LAUNCHERS = ("local", "submitit", "ray")
 EXTRA = {"submitit": "pip install 'liere[submitit]'", "ray": "pip install 'liere[ray]'"}
@@ -124,9 +124,10 @@ def add_launch_args(p: argparse.ArgumentParser) -> None:
                    help="any other sbatch option, e.g. reservation=lab (repeatable)")
     g.add_argument("--submitit-cluster", choices=("slurm", "local"), default=None,
                    help="slurm (default), or local: submitit runs the jobs as processes on this machine")
-    g.add_argument("--submitit-dir", metavar="DIR", help="submitit's job files and logs (default OUT/submitit, or RUNS-DIR/submitit "
-                                          "for a study)")
-    g.add_argument("--ray-address", metavar="ADDRESS", help="join this Ray cluster (auto, or ray://HOST:10001); default: start one here")
+    g.add_argument("--submitit-dir", metavar="DIR",
+                   help="submitit's job files and logs (default OUT/submitit, or RUNS-DIR/submitit for a study)")
+    g.add_argument("--ray-address", metavar="ADDRESS",
+                   help="join this Ray cluster (auto, or ray://HOST:10001); default: start one here")
 
 
 def options_from_args(args: argparse.Namespace) -> LaunchOptions:
@@ -161,10 +162,18 @@ def _check_engine(opts: LaunchOptions) -> None:
     try:
         __import__(opts.launcher)
     except ImportError:
-        raise LaunchError(f"--launcher {opts.launcher}: {opts.launcher} is not installed; {EXTRA[opts.launcher]}") from None
+        raise LaunchError(f"--launcher {opts.launcher}: {opts.launcher} is not installed; "
+                          f"{EXTRA[opts.launcher]}") from None
     if opts.launcher == "submitit" and opts.submitit_cluster == "slurm" and shutil.which("sbatch") is None:
         raise LaunchError("--launcher submitit: no SLURM here (sbatch is not on PATH); submit from a SLURM login node, "
                           "or add --submitit-cluster local to run the jobs as processes on this machine")
+
+
+def device_count(cfg) -> int:
+    """Processes per node of a run: ``--devices`` as a count (a list of device ids counts its entries)."""
+    if isinstance(cfg.devices, int):
+        return cfg.devices
+    return len(cfg.devices) if isinstance(cfg.devices, list) else 1
 
 
 def _fsdp(strategy) -> bool:
@@ -172,33 +181,37 @@ def _fsdp(strategy) -> bool:
 
 
 def check_config(cfg, opts: LaunchOptions | None = None, where: str = "") -> None:
-    """Strategy, devices and launcher that cannot work together; ``opts`` None: a run on this machine (``liere train``)."""
+    """Strategy, devices and launcher that cannot work together.
+
+    ``opts`` None: a run on this machine (``liere train``); ``where`` prefixes the message.
+    """
     import torch
 
     opts = opts or LaunchOptions()
     prefix = f"{where}: " if where else ""
     accel = str(cfg.accelerator).lower()
-    devices = cfg.devices if isinstance(cfg.devices, int) else (len(cfg.devices) if isinstance(cfg.devices, list) else 1)
+    devices = device_count(cfg)
     processes = devices * cfg.num_nodes
     here = opts.launcher == "local" or (opts.launcher == "submitit" and opts.submitit_cluster == "local")
     gpu_here = torch.cuda.is_available()
     if _fsdp(cfg.strategy) and accel not in ("gpu", "cuda"):
-        raise LaunchError(f"{prefix}--strategy {cfg.strategy}: Lightning runs FSDP on CUDA GPUs only; add --accelerator gpu"
-                          f" (on CPUs, --strategy ddp shards the batch over processes)")
+        raise LaunchError(f"{prefix}--strategy {cfg.strategy}: Lightning runs FSDP on CUDA GPUs only; add "
+                          f"--accelerator gpu (on CPUs, --strategy ddp shards the batch over processes)")
     if accel in ("gpu", "cuda") and here and not gpu_here:
         raise LaunchError(f"{prefix}--accelerator {cfg.accelerator}: this machine has no CUDA GPU")
     if opts.gpus_per_run and accel == "cpu":
         raise LaunchError(f"{prefix}--gpus-per-run {opts.gpus_per_run} with --accelerator cpu: the GPUs would sit idle")
     if opts.gpus_per_run and opts.submitit_cluster == "local" and opts.launcher == "submitit":
         if torch.cuda.device_count() < opts.gpus_per_run:
-            raise LaunchError(f"--gpus-per-run {opts.gpus_per_run}: this machine has {torch.cuda.device_count()} CUDA GPUs"
-                              f" (--submitit-cluster local runs the jobs here)")
+            raise LaunchError(f"--gpus-per-run {opts.gpus_per_run}: this machine has {torch.cuda.device_count()} "
+                              f"CUDA GPUs (--submitit-cluster local runs the jobs here)")
     if opts.gpus_per_run and accel in ("gpu", "cuda", "auto") and devices > opts.gpus_per_run:
-        raise LaunchError(f"{prefix}--devices {devices} needs --gpus-per-run {devices} or more, got {opts.gpus_per_run}")
+        raise LaunchError(f"{prefix}--devices {devices} needs --gpus-per-run {devices} or more, "
+                          f"got {opts.gpus_per_run}")
     if cfg.num_nodes > 1 and opts.launcher != "submitit":
         raise LaunchError(f"{prefix}--num-nodes {cfg.num_nodes}: a multi-node run needs SLURM: --launcher submitit, or "
                           f"`srun liere train ...` (README: On a cluster)")
     if processes > 1 and (opts.launcher == "ray" or (opts.launcher == "submitit" and opts.submitit_cluster == "local")):
-        raise LaunchError(f"{prefix}--devices {cfg.devices}: runs of several processes need SLURM (--launcher submitit), "
-                          f"or the local pool; {'Ray tasks' if opts.launcher == 'ray' else 'local submitit jobs'} run "
+        raise LaunchError(f"{prefix}--devices {cfg.devices}: runs of several processes need SLURM "
+                          f"(--launcher submitit), or the local pool; {'Ray tasks' if opts.launcher == 'ray' else 'local submitit jobs'} run "
                           f"one process each")

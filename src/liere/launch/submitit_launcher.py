@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .base import Launched, Launcher, cores, payload
-from .options import LaunchOptions
+from .options import LaunchOptions, device_count
 
 __all__ = ["SubmititLauncher"]
 
@@ -60,7 +60,7 @@ class SubmititLauncher(Launcher):
 
         o = self.opts
         ex = submitit.AutoExecutor(folder=self.folder / "%j", cluster=o.submitit_cluster)
-        devices = cfg.devices if isinstance(cfg.devices, int) else len(cfg.devices) if isinstance(cfg.devices, list) else 1
+        devices = device_count(cfg)
         params = {"timeout_min": o.timeout_min or 24 * 60, "name": "liere", "nodes": cfg.num_nodes,
                   "tasks_per_node": devices if o.submitit_cluster == "slurm" else 1}
         if o.gpus_per_run:

@@ -46,7 +46,8 @@ def note_launch(out, sweep: dict, launcher, launched, plan, console=None) -> dic
         record = {**sweep, "cwd": previous.get("cwd", os.getcwd()),
                   "launcher": previous.get("launcher", launcher.name) if launcher.name == "gather" else launcher.name,
                   "where": launched.where or previous.get("where", ""),
-                  "submitted": previous.get("submitted") if launcher.name == "gather" else time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "submitted": (previous.get("submitted") if launcher.name == "gather"
+                                else time.strftime("%Y-%m-%d %H:%M:%S")),
                   "pending": pending}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(record, indent=1, default=str))

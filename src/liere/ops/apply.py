@@ -288,7 +288,8 @@ def _change_basis(x: Tensor, basis: Tensor, layout: str, *, inverse: bool) -> Te
     xb = x if layout == "bhnd" else x.transpose(1, 2)
     mat = basis.to(dtype)
     mat = mat.transpose(-1, -2) if inverse else mat
-    head = xb[..., :r].to(dtype) @ mat[None]  # (B, H, N, r) @ (1, Hb, r, r)
+    with torch.autocast(device_type=x.device.type, enabled=False):  # float32 math, as the rotation itself
+        head = xb[..., :r].to(dtype) @ mat[None]  # (B, H, N, r) @ (1, Hb, r, r)
     out = head if r == x.shape[-1] else torch.cat((head, xb[..., r:].to(dtype)), -1)
     return out if layout == "bhnd" else out.transpose(1, 2)
 

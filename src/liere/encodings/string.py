@@ -20,9 +20,10 @@ every commuting method. Two parametrisations of P:
   eigenbasis F, fixed, so P = F and only the frequencies depend on c:
   f_{k,j} = s_j^T L_k c_j for the cos/sin Fourier vectors c_j, s_j of
   frequency j = 1 .. ceil(D/2) - 1 (the constant and alternating vectors have
-  eigenvalue 0 and stay put). The change of basis is a real DFT: O(D log D)
-  per token by FFT, applied here as one matmul shared by all heads, and
-  foldable into W_q and W_k like Cayley-STRING's P.
+  eigenvalue 0 and stay put). The change of basis is a real DFT, so eager
+  ``forward`` applies R(p) x = irfft(rfft(x) . exp(-i theta(p))), O(D log D)
+  per token; traced code (compile, ONNX) multiplies by the real eigenbasis
+  instead (no complex tensors), which also folds into W_q and W_k.
 
 P is carried by the ``Rotation`` as its ``basis`` and applied as P^T before and
 P after the cos/sin rotation. At inference ``fold_basis()`` hands P to the model
@@ -39,8 +40,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..ops.apply import check_rotation_fits
 from ..rotation import Rotation
-from .base import PlanarEncoding, skew_from_upper
+from .base import PlanarEncoding, _tracing, skew_from_upper
 from .rope_mixed import initial_frequencies
 
 __all__ = ["CayleySTRING", "CirculantSTRING", "cayley", "fourier_basis"]
@@ -173,6 +175,32 @@ class CirculantSTRING(_String):
 
     def basis(self) -> Tensor:
         return self.fourier.to(self.columns.dtype)
+
+    def forward(self, q: Tensor, k: Tensor, positions_or_rotation, *, layer: int = 0):
+        rotation = positions_or_rotation
+        if not isinstance(rotation, Rotation):
+            rotation = self.rotation(rotation)
+        rotation = rotation.layer(self._check_layer(layer))
+        if rotation.basis is None or _tracing() or not rotation.is_planar:
+            return super().forward(q, k, rotation, layer=layer)
+        check_rotation_fits(q, rotation, self.layout, "q")
+        check_rotation_fits(k, rotation, self.layout, "k")
+        return self._rotate_fft(q, rotation), self._rotate_fft(k, rotation)
+
+    def _rotate_fft(self, x: Tensor, rotation: Rotation) -> Tensor:
+        """R(p) x by FFT: the pair (cos, sin) of Fourier frequency j turns by theta_j, i.e. X_j <- X_j e^{-i theta_j}."""
+        r, m = self.rotary_dim, rotation.num_blocks
+        xb = x if self.layout == "bhnd" else x.transpose(1, 2)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            dtype = torch.promote_types(torch.promote_types(x.dtype, rotation.dtype), torch.float32)
+            spectrum = torch.fft.rfft(xb[..., :r].to(dtype), dim=-1)  # (B, H, N, r // 2 + 1)
+            c, s = rotation.cos[0].to(dtype), rotation.sin[0].to(dtype)  # (Bp, Hp, N, M)
+            turn = torch.complex(c, -s)
+            spectrum = torch.cat((spectrum[..., :1], spectrum[..., 1 : m + 1] * turn, spectrum[..., m + 1 :]), -1)
+            head = torch.fft.irfft(spectrum, n=r, dim=-1)
+        out = head if r == x.shape[-1] else torch.cat((head, xb[..., r:].to(head.dtype)), -1)
+        out = out.to(x.dtype)
+        return out if self.layout == "bhnd" else out.transpose(1, 2)
 
     def generators(self, layer: int = 0) -> Tensor:
         """L_k = C_k - C_k^T, built from the circulant columns directly (not through the eigenbasis)."""

@@ -50,6 +50,17 @@ def test_string_frequencies_are_basis_independent():
     torch.testing.assert_close(got, pe.freqs[0].detach().abs().sort(-1).values, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name,relative", [("rope_mixed", True), ("string", True), ("liere", False)])
+def test_model_report_leaves_prefix_tokens_out(name, relative):
+    from liere.models import build_model
+
+    model = build_model("vit", "micro", name, input_shape=(16, 16), patch_size=4, num_classes=2, depth=1,
+                        num_registers=1, **({"block_size": 4} if name == "liere" else {}))
+    assert model.pe.num_prefix_tokens == 2
+    rel = max(diagnostics.inspect_model(model)["layers"][0]["relativity_error"])
+    assert (rel < 1e-4) == relative, rel
+
+
 def test_report_files_and_table(tmp_path):
     from liere.models import build_model
 

@@ -57,17 +57,19 @@ def relativity_error(pe, positions: Tensor, layer: int = 0, offsets: Tensor | No
     """(H,) largest spectral norm of M(p + delta, p' + delta) - M(p, p') over pairs and offsets.
 
     ``positions`` (N, d) are the grid; at most ``max_positions`` of them (evenly spaced) are used.
+    Prefix tokens (CLS, registers) have no position to move and are left out.
     """
+    prefix = getattr(pe, "num_prefix_tokens", 0)
     positions = positions.float()
     if positions.shape[0] > max_positions:
         idx = torch.linspace(0, positions.shape[0] - 1, max_positions).round().long()
         positions = positions[idx]
     offsets = default_offsets(positions) if offsets is None else offsets.float()
-    base = pe.rotation_matrix(positions, layer).double()  # (H, N, D, D)
+    base = pe.rotation_matrix(positions, layer).double()[:, prefix:]  # (H, N, D, D)
     m0 = base.transpose(-1, -2)[:, :, None] @ base[:, None]  # (H, N, N, D, D)
     worst = torch.zeros(base.shape[0], dtype=torch.float64)
     for delta in offsets:
-        moved = pe.rotation_matrix(positions + delta, layer).double()
+        moved = pe.rotation_matrix(positions + delta, layer).double()[:, prefix:]
         m1 = moved.transpose(-1, -2)[:, :, None] @ moved[:, None]
         err = torch.linalg.matrix_norm(m1 - m0, ord=2).flatten(1).amax(1)
         worst = torch.maximum(worst, err)

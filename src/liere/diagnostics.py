@@ -170,13 +170,15 @@ def write_report(report: dict, out: str | Path) -> dict:
 
     # Commutators: a (layer x head) heatmap per pair of axes.
     if pairs:
-        fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs) + 1, 0.35 * n_layers + 2), squeeze=False)
+        fig, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs) + 1.2, 0.35 * n_layers + 2.4), squeeze=False,
+                                 layout="constrained")
         vmax = max(1e-12, max(layer["commutators"][h][i][j] for layer in layers for h in range(heads)
                               for i, j in pairs))
         for ax, (i, j) in zip(axes[0], pairs):
             grid = [[layer["commutators"][h][i][j] for h in range(heads)] for layer in layers]
             im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=vmax)
-            ax.set(title=f"||[A{i}, A{j}]|| / (||A{i}|| ||A{j}||)", xlabel="head", ylabel="layer")
+            ax.set(title=f"||[A{i}, A{j}]|| / (||A{i}|| ||A{j}||)", xlabel="head", ylabel="layer",
+                   xticks=range(heads), yticks=range(n_layers))
         fig.colorbar(im, ax=axes[0].tolist())
         fig.suptitle(f"{report['method']}: how far the generators are from commuting", fontsize=10)
         fig.savefig(out / "commutators.png", dpi=110)
@@ -192,7 +194,7 @@ def write_report(report: dict, out: str | Path) -> dict:
             ax.text(h, li, f"{v:.2g}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 * max(
                 max(grid, key=max)) else "k")
     ax.set(title=f"{report['method']}: largest logit change under a common shift\n(unit q, k; 0 = relative)",
-           xlabel="head", ylabel="layer")
+           xlabel="head", ylabel="layer", xticks=range(heads), yticks=range(n_layers))
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(out / "relativity.png", dpi=110)
@@ -212,7 +214,7 @@ def write_report(report: dict, out: str | Path) -> dict:
             for h in range(heads):
                 ax.plot(range(len(f[k][h])), f[k][h], ".-", lw=0.8, ms=3, color=colors[k % len(colors)], alpha=0.7,
                         label=f"axis {k}" if h == 0 else None)
-        ax.plot(range(len(rope)), rope, "k--", lw=1.2, label="RoPE (axial)")
+        ax.plot(range(len(rope)), rope, "k--", lw=1.2, label="RoPE-ViT axial, θ=100")
         ax.set_yscale("log")
         ax.set(title=f"layer {layer['layer']}", xlabel="eigen-pair (ascending)")
         if idx % cols == 0:

@@ -74,7 +74,7 @@ class ViT(nn.Module):
         input_shape: training input size, (H, W) for images or (T, H, W) for video/volumes.
         patch_size: int or per-axis sizes (e.g. (2, 16, 16) tubelets).
         method: any ``liere.build`` name (liere, rope_mixed, rope_axial, visionllama, comrope_ld,
-            comrope_ap, spherical, absolute, none).
+            comrope_ap, string, string_circulant, spherical, absolute, none).
         pool: "cls" (a CLS token) or "mean" (mean of the patch tokens).
         num_registers: extra learned prefix tokens (Darcet et al. 2024), dropped before pooling.
         share_layers: one set of generators for all layers (False: one per layer).

@@ -20,7 +20,11 @@ def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2
         pos_dims = 1
     if block_size is None and name == "liere":
         block_size = 4
-    return liere.build(name, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    pe = liere.build(name, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    if name == "string":  # a generic basis: the Cayley skew starts at 0 (P = I)
+        with torch.no_grad():
+            pe.skew_upper.normal_(0.0, 0.3)
+    return pe
 
 
 #: The rotary methods with trainable generators (the others are fixed frequencies).

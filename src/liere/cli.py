@@ -1,4 +1,4 @@
-"""The ``liere`` command: ``train``, ``compare``, ``study``, ``report``, ``bench``.
+"""The ``liere`` command: ``train``, ``compare``, ``study``, ``report``, ``inspect``, ``bench``.
 
     liere compare                                   # the offline demo: 6 encodings on the pointing task
     liere compare --task text --methods rope,liere:8
@@ -10,6 +10,7 @@
     liere report runs/compare-20250101-120000       # re-render tables and plots from results.json
     liere study grid --launcher submitit --slurm-partition gpu --gpus-per-run 1   # one SLURM job per run
     liere report results/grid                       # gather the runs that finished (README: On a cluster)
+    liere inspect runs/rm                           # commutators, relativity, frequencies of a trained encoding
     liere bench                                     # speed benchmarks (liere.bench)
 
 Bad arguments (unknown method or dataset, missing data, sizes the patch grid cannot
@@ -369,6 +370,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from rich.console import Console
+
+    from liere.train.inspect import inspect_path
+
+    result = inspect_path(args.path, args.out)
+    console = Console()
+    console.print(result["table"], soft_wrap=True, highlight=False)
+    console.print(f"wrote {', '.join(result['paths'].values())}", soft_wrap=True, highlight=False)
+    return 0
+
+
 def cmd_bench(args, rest: list[str]) -> int:
     try:
         from liere import bench
@@ -381,9 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     from liere.launch.options import add_launch_args
 
     parser = argparse.ArgumentParser(prog="liere", description="Train and compare rotary position encodings "
-                                     "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, spherical, absolute).",
+                                     "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, STRING, spherical, absolute).",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
-    sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,inspect,bench}")
     p = sub.add_parser("train", help="train one model", description="Train one ViT (or text LM) with one "
                        "position encoding. Flags override the --config YAML, which overrides the defaults.")
     _add_train_args(p, compare=False)
@@ -412,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="a results.json, or the comparison directory holding it")
     p.add_argument("--target-accuracy", type=float, help="recompute steps/time to this accuracy")
     p.add_argument("--out", help="output directory (default: next to results.json)")
+    p = sub.add_parser("inspect", help="diagnose a trained encoding: commutators, relativity, frequencies",
+                       description="Per layer and head: how far the generators are from commuting, how far the "
+                       "encoding is from relative (largest logit change under a common shift of both positions), "
+                       "and the rotation frequencies against RoPE's. Writes report.json and PNGs, prints a table.")
+    p.add_argument("path", help="a run directory (its checkpoints/best.ckpt or last.ckpt) or a checkpoint file")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/inspect)")
     sub.add_parser("bench", help="speed benchmarks (arguments go to liere.bench)", add_help=False,
                    description="Speed benchmarks; run `liere bench --help` for their options.")
     return parser
@@ -440,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "study":
             return cmd_study(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
         return cmd_report(args)
     except (ConfigError, CLIError) as e:
         print(f"liere {args.command}: error: {e}", file=sys.stderr)

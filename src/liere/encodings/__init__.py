@@ -11,8 +11,9 @@ from .registry import ALIASES, METHODS, canonical_name, method_class, rotary_met
 from .rope import AxialRoPE, RoPE1D, VisionLlamaRoPE
 from .rope_mixed import MixedRoPE
 from .spherical import SphericalRoPE
+from .string import CayleySTRING, CirculantSTRING
 
 __all__ = ["METHODS", "ALIASES", "build", "canonical_name", "method_class", "rotary_methods", *(
     "AbsolutePositionEmbedding NoPositionEncoding BlockEncoding PlanarEncoding PositionEncoding RotaryEncoding "
-    "ComRoPEAP ComRoPELD LieRE LieREDense AxialRoPE RoPE1D MixedRoPE SphericalRoPE VisionLlamaRoPE"
+    "ComRoPEAP ComRoPELD LieRE LieREDense AxialRoPE RoPE1D MixedRoPE SphericalRoPE VisionLlamaRoPE CayleySTRING CirculantSTRING"
 ).split()]

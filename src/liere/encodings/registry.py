@@ -16,12 +16,13 @@ from .lie import LieREDense, LieRE
 from .rope import AxialRoPE, RoPE1D, VisionLlamaRoPE
 from .rope_mixed import MixedRoPE
 from .spherical import SphericalRoPE
+from .string import CayleySTRING, CirculantSTRING
 
 __all__ = ["CLASSES", "METHODS", "ALIASES", "canonical_name", "method_class", "rotary_methods"]
 
 #: Every method, in the order help texts list them.
 CLASSES: tuple[type[PositionEncoding], ...] = (
-    LieRE, LieREDense, ComRoPEAP, ComRoPELD, MixedRoPE, AxialRoPE, VisionLlamaRoPE, SphericalRoPE, RoPE1D,
+    LieRE, LieREDense, ComRoPEAP, ComRoPELD, MixedRoPE, CayleySTRING, CirculantSTRING, AxialRoPE, VisionLlamaRoPE, SphericalRoPE, RoPE1D,
     AbsolutePositionEmbedding, NoPositionEncoding,
 )
 METHODS: dict[str, type[PositionEncoding]] = {cls.name: cls for cls in CLASSES}

@@ -215,6 +215,34 @@ class ViT(nn.Module):
         tokens = {name for name in ("cls_token", "registers") if getattr(self, name) is not None}
         return tokens | {f"pe.{name}" for name in self.pe.no_weight_decay()}
 
+    @torch.no_grad()
+    def fold_position_basis(self) -> "ViT":
+        """Fold STRING's orthogonal basis P into the query and key projections, for inference.
+
+        R(p) = P R0(p) P^T, so <R(p) q, R(p') k> = <R0(p) P^T q, R0(p') P^T k>: with W_q <- P^T W_q and
+        W_k <- P^T W_k per head (and layer), the encoding drops P and becomes plain RoPE-Mixed, and the
+        model's outputs are unchanged. Returns the model.
+        """
+        fold = getattr(self.pe, "fold_basis", None)
+        if fold is None:
+            raise ValueError(f"fold_position_basis: method {self.method!r} has no position basis to fold "
+                             f"(string and string_circulant have one)")
+        basis = fold()  # (Lb, Hb, r, r)
+        for i, block in enumerate(self.blocks):
+            attn = block.attn
+            heads, head_dim, dim = attn.num_heads, attn.head_dim, attn.num_heads * attn.head_dim
+            p = basis[i if basis.shape[0] > 1 else 0].to(attn.qkv.weight.dtype)
+            p = p.expand(heads, *p.shape[1:])
+            r = p.shape[-1]
+            for part in (0, 1):  # q, k; v is left alone
+                rows = slice(part * dim, (part + 1) * dim)
+                w = attn.qkv.weight[rows].view(heads, head_dim, -1)
+                w[:, :r] = torch.einsum("hji,hjc->hic", p, w[:, :r])
+                if attn.qkv.bias is not None:
+                    b = attn.qkv.bias[rows].view(heads, head_dim)
+                    b[:, :r] = torch.einsum("hji,hj->hi", p, b[:, :r])
+        return self
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from ..ops.apply import check_rotation_fits
 from ..rotation import Rotation
-from .base import PlanarEncoding, _tracing, skew_from_upper
+from .._compat import tracing
+from .base import PlanarEncoding, skew_from_upper
 from .rope_mixed import initial_frequencies
 
 __all__ = ["CayleySTRING", "CirculantSTRING", "cayley", "fourier_basis"]
@@ -183,7 +184,7 @@ class CirculantSTRING(_String):
         if not isinstance(rotation, Rotation):
             rotation = self.rotation(rotation)
         rotation = rotation.layer(self._check_layer(layer))
-        if rotation.basis is None or _tracing() or not rotation.is_planar:
+        if rotation.basis is None or tracing() or not rotation.is_planar:
             return super().forward(q, k, rotation, layer=layer)
         check_rotation_fits(q, rotation, self.layout, "q")
         check_rotation_fits(k, rotation, self.layout, "k")

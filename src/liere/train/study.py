@@ -35,15 +35,14 @@ from pathlib import Path
 
 from .config import ConfigError, TrainConfig, config_from, validate
 from .jsonio import write_json
+from .runs import _NOT_IDENTITY, LocalLauncher, finished_result, note_launch
 
 __all__ = ["STUDY_DIR", "list_studies", "load_study", "plan_study", "run_study", "run_key"]
 
 STUDY_DIR = Path(__file__).resolve().parent.parent / "studies"
 _STUDY_KEYS = {"name", "title", "claim", "source", "base", "methods", "seeds", "cells", "columns", "paper",
                "checks", "smoke", "notes", "target_of"}
-# Settings that do not change what a run computes: left out of its identity.
-_NOT_IDENTITY = {"out", "progress", "resume", "logger", "threads", "num_workers", "checkpoints",
-                 "checkpoint_every_n_steps", "archive", "data_root"}
+
 
 
 def list_studies() -> list[dict]:
@@ -140,20 +139,6 @@ def plan_study(spec: dict, runs_dir: str | Path) -> list[tuple[dict, TrainConfig
     return plan
 
 
-def finished_result(cfg: TrainConfig) -> dict | None:
-    """The result of a run that already finished with this very configuration, else None."""
-    path = Path(cfg.out) / "result.json"
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    done = {k: v for k, v in result.get("config", {}).items() if k not in _NOT_IDENTITY}
-    want = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IDENTITY}
-    return result if json.loads(json.dumps(done, default=str)) == json.loads(json.dumps(want, default=str)) else None
-
-
 def _record(tags: dict, r: dict, key: str) -> dict:
     keep = ("train_samples", "params", "convention", "steps", "train_time", "train_cpu", "wall_time", "val_acc",
             "val_loss", "eval", "curve", "run_dir", "train_fraction")
@@ -185,8 +170,6 @@ def run_study(spec: dict, out: str | Path, runs_dir: str | Path, *, jobs: int | 
     ``launcher`` (``liere.launch``) says where the runs execute (default: the local pool of ``jobs``);
     ``results["launch"]`` tells which runs are still pending (submitted, not waited for) or failed.
     """
-    from liere.launch import LocalLauncher
-    from liere.launch.sweep import note_launch
 
     from .study_report import render_study
 

@@ -111,7 +111,11 @@ def _devices(text: str):
         return text
     if "," in text:
         return _int_list(text)
-    return _positive_int(text)
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto, a positive number of devices or a list of ids like 0,1, "
+                                         f"got {text!r}") from None
 
 
 def _bool(text: str) -> bool:

@@ -18,6 +18,7 @@ come out of one batched call as the leading L axis of the ``Rotation``.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -38,6 +39,21 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return value
+
+
+def finite_float(name: str, value, *, positive: bool = False, non_negative: bool = False) -> float:
+    """A float option checked as positions are: finite (and > 0 or >= 0 where asked), else a ValueError naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if positive and number <= 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    if non_negative and number < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    return number
 
 
 def _tracing() -> bool:
@@ -91,7 +107,12 @@ class RotaryEncoding(PositionEncoding):
             raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
         if prefix_position is not None:
-            prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
+            try:
+                prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"prefix_position: expected numbers, got {prefix_position!r}") from None
+            if not bool(torch.isfinite(prefix).all()):
+                raise ValueError(f"prefix_position: contains NaN or inf values ({prefix_position!r})")
             if prefix.ndim == 1:
                 prefix = prefix.expand(self.num_prefix_tokens, -1)
             if prefix.shape != (self.num_prefix_tokens, pos_dims) or self.num_prefix_tokens == 0:
@@ -133,7 +154,7 @@ class RotaryEncoding(PositionEncoding):
                 rotation = self._compute(torch.cat((prefix, positions), 1))
             else:
                 rotation = self._pad_prefix(self._compute(positions))
-        if key is not None:
+        if key is not None and not rotation._data.requires_grad:  # never keep (or serve) a graph
             self._cache[key] = rotation
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -201,12 +222,23 @@ class RotaryEncoding(PositionEncoding):
         return Rotation(self.head_dim, blocks=torch.cat((eye.expand(shape), blocks), 3))
 
     def _cache_key(self, positions: Tensor):
-        """Eval-mode cache key: position values, device, dtype and the parameters' versions."""
-        if not self.cache or self.training or _tracing() or torch.is_grad_enabled() and self._has_grad_params():
+        """Eval-mode cache key: everything the rotation depends on, or None to bypass the cache.
+
+        The key holds the exact position values (their bytes, not a hash of them), shape,
+        device and dtype, the prefix settings, the parameters' and buffers' identities and
+        versions, and whether inference mode is on (inference tensors cannot enter autograd).
+        Calls whose result would carry a graph -- positions that require grad (learned
+        coordinates, point clouds), or trainable parameters with grad enabled -- bypass it.
+        """
+        if not self.cache or self.training or _tracing():
             return None
-        state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
-        values = tuple(positions.detach().reshape(-1).cpu().tolist())
-        return (tuple(positions.shape), positions.device, hash(values), state)
+        if torch.is_grad_enabled() and (positions.requires_grad or self._has_grad_params()):
+            return None
+        state = tuple((t.device, t.dtype, t.data_ptr(), t._version, tuple(t.shape))
+                      for t in (*self.parameters(), *self.buffers()))
+        values = positions.detach().contiguous().cpu().numpy().tobytes()
+        return (tuple(positions.shape), positions.device, positions.dtype, values, self.num_prefix_tokens,
+                torch.is_inference_mode_enabled(), state)
 
     def _has_grad_params(self) -> bool:
         return any(p.requires_grad for p in self.parameters())

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..ops.expm import expm_4x4_scaled
 from ..rotation import Rotation
-from .base import BlockEncoding
+from .base import BlockEncoding, finite_float
 
 __all__ = ["ComRoPEAP", "ComRoPELD"]
 
@@ -36,8 +36,7 @@ class _ComRoPE(BlockEncoding):
 
     def __init__(self, *, init_std: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        if init_std < 0:
-            raise ValueError(f"init_std: expected a non-negative standard deviation, got {init_std}")
+        init_std = finite_float("init_std", init_std, non_negative=True)
         b = self.block_size
         self.matrices = nn.Parameter(init_std * torch.randn(self.param_layers, self.param_heads, self.num_blocks, b, b))
 

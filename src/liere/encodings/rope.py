@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import PlanarEncoding
+from .base import PlanarEncoding, finite_float
 
 __all__ = ["RoPE1D", "AxialRoPE", "VisionLlamaRoPE", "split_pairs"]
 
@@ -40,9 +40,7 @@ class RoPE1D(PlanarEncoding):
         if self.pos_dims != 1:
             raise ValueError(f"pos_dims: 'rope' is 1-D RoPE and needs pos_dims=1, got {self.pos_dims}; "
                              f"use 'rope_axial' or 'rope_mixed' for {self.pos_dims}-D positions")
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
-        self.theta = float(theta)
+        self.theta = finite_float("theta", theta, positive=True)
         j = torch.arange(self.num_blocks, dtype=torch.float64)
         freqs = self.theta ** (-2.0 * j / self.head_dim)
         self.register_buffer("freqs", freqs.float().view(1, 1, 1, -1), persistent=False)
@@ -57,9 +55,7 @@ class AxialRoPE(PlanarEncoding):
 
     def __init__(self, *, theta: float = 100.0, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
-        self.theta = float(theta)
+        self.theta = finite_float("theta", theta, positive=True)
         freqs = torch.zeros(1, self.pos_dims, 1, self.num_blocks, dtype=torch.float64)
         start = 0
         for axis, count in enumerate(split_pairs(self.num_blocks, self.pos_dims)):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import PlanarEncoding
+from .base import PlanarEncoding, finite_float
 from .rope import split_pairs
 
 __all__ = ["MixedRoPE"]
@@ -46,8 +46,7 @@ class MixedRoPE(PlanarEncoding):
 
     def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         magnitudes, groups = [], []
         for axis, count in enumerate(split_pairs(self.num_blocks, self.pos_dims)):
             magnitudes.append(theta ** (-torch.arange(count, dtype=torch.float32) / max(count, 1)))

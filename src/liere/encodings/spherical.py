@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..ops.expm import skew_expm
 from ..rotation import Rotation
-from .base import BlockEncoding
+from .base import BlockEncoding, finite_float
 
 __all__ = ["SphericalRoPE", "AXIS_GENERATORS"]
 
@@ -49,8 +49,7 @@ class SphericalRoPE(BlockEncoding):
         if kwargs["block_size"] != 3:
             raise ValueError(f"block_size: spherical RoPE uses 3x3 blocks, got {kwargs['block_size']}")
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         m = self.num_blocks
         magnitudes = theta ** (-torch.arange(m, dtype=torch.float32) / max(m, 1))
         self.freqs = nn.Parameter(magnitudes.expand(self.param_layers, self.pos_dims, self.param_heads, m).clone())

@@ -136,9 +136,16 @@ def _read_recipe(path: str | Path) -> dict:
         known = sorted(q.stem for q in (Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
         raise ConfigError(f"--config: no such file {str(path)!r}; shipped recipes: {', '.join(known)}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config: {p} is not a text file (expected a YAML recipe)") from None
+    except OSError as e:
+        raise ConfigError(f"--config: {p} cannot be read ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"--config: {p} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        raise ConfigError(f"--config: {p} is empty (expected a YAML mapping of config keys)")
     if not isinstance(data, dict):
         raise ConfigError(f"--config: {p} must hold a mapping of config keys")
     return data
@@ -333,12 +340,15 @@ def _check_method_fits(cfg: TrainConfig, dim: int, depth: int, heads: int) -> No
                 "num_heads": "--num-heads", "num_layers": "--depth"}.get(arg)
         if flag is None:  # an option of the method (theta, init_scale, ...): it came from pe_options
             flag = f"pe_options.{arg}" if arg in options else "--method"
-        raise ConfigError(f"{flag}: --method {cfg.method} does not fit the {cfg.task} task "
-                          f"({pos_dims}-D positions): {rest or message}") from None
+        raise ConfigError(f"{flag}: {rest or message} (--method {cfg.method} on the {cfg.task} task, "
+                          f"whose positions are {pos_dims}-D)") from None
 
 
-def validate(cfg: TrainConfig) -> TrainConfig:
+def validate(cfg: TrainConfig, *, files: bool = True) -> TrainConfig:
     """Check every value that needs no data; raise ConfigError naming the argument.
+
+    ``files=False`` skips the checks of paths (--out, --archive, --data-root), for plans
+    whose runs may never start (a study whose runs all finished needs no data).
 
     Types are checked as well as ranges, so a YAML recipe with ``eval_sizes: 32`` or
     ``lr: .nan`` fails here, on one line, instead of deep inside Lightning or a loader.
@@ -410,7 +420,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--resume: expected 'auto' or a checkpoint path, got {cfg.resume!r}")
     _check_augment(cfg)
     _check_system(cfg)
-    _check_paths(cfg)
+    if files:
+        _check_paths(cfg)
     dim, depth, heads = SIZES[cfg.size]
     dim, depth, heads = cfg.dim or dim, cfg.depth or depth, cfg.num_heads or heads
     if dim % heads:

@@ -241,3 +241,74 @@ def test_absolute_and_none_reject_misspelled_options(name):
     # The options every model passes uniformly are still accepted.
     liere.build(name, pos_dims=2, head_dim=8, num_heads=2, num_layers=3, share_layers=True,
                 share_heads=False, num_prefix_tokens=1, layout="bhnd", cache=True, **grid)
+
+
+# ----- 7. precision after model.to(bfloat16) / .half() --------------------------------------------------------------
+@pytest.mark.parametrize("method", ROTARY)
+@pytest.mark.parametrize("dtype,atol", [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
+@pytest.mark.parametrize("scale", [1.0, 1e2, 1e4])
+def test_half_module_keeps_fixed_frequencies_fp32(method, dtype, atol, scale):
+    import copy
+
+    pe = make(method, num_prefix_tokens=1, prefix_position=[0.25] * (1 if method == "rope" else 2))
+    half = copy.deepcopy(pe).to(dtype) if dtype == torch.bfloat16 else copy.deepcopy(pe).half()
+    for name, buf in half.named_buffers():
+        if buf.is_floating_point():
+            assert buf.dtype == torch.float32, name
+    # The reference: the same (rounded) learned values, in float32 throughout.
+    ref_pe = copy.deepcopy(half).float()
+    pos = torch.rand(7, pe.pos_dims) * scale
+    q = torch.randn(2, 2, 8, 16).to(dtype)
+    with torch.no_grad():
+        out = half(q, q, pos)[0]
+        ref = ref_pe(q.float(), q.float(), pos)[0]
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["rope", "rope_axial", "visionllama", "spherical", "comrope_ap"])
+def test_double_still_converts_fixed_buffers(method):
+    pe = make(method).double()
+    for name, buf in pe.named_buffers():
+        if buf.is_floating_point():
+            assert buf.dtype == torch.float64, name
+    assert pe.rotation(torch.rand(3, pe.pos_dims).double())._data.dtype == torch.float64
+
+
+# ----- 8. meta-device init -----------------------------------------------------------------------------------------
+def _build_for_meta(method):
+    if method == "absolute_sincos":
+        return liere.build("absolute", pos_dims=2, head_dim=8, num_heads=2, grid_shape=(4, 4), kind="sincos",
+                           num_prefix_tokens=1)
+    return make(method, num_prefix_tokens=1, prefix_position=[0.5] * (1 if method == "rope" else 2))
+
+
+@pytest.mark.parametrize("method", [*ROTARY, "absolute_sincos"])
+def test_meta_device_round_trip(method):
+    pe = _build_for_meta(method)
+    with torch.device("meta"):
+        lazy = _build_for_meta(method)
+    assert all(p.device.type == "meta" for p in lazy.parameters())
+    lazy = lazy.to_empty(device="cpu")
+    lazy.load_state_dict(pe.state_dict())
+    for (name, a), (_, b) in zip(pe.named_buffers(), lazy.named_buffers()):
+        torch.testing.assert_close(b, a, msg=name)
+    if method == "absolute_sincos":
+        x = torch.randn(2, 17, 16)
+        torch.testing.assert_close(lazy(x), pe(x))
+        return
+    pos = torch.rand(5, pe.pos_dims) * 10
+    q = torch.randn(1, 2, 6, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(lazy(q, q, pos)[0], pe(q, q, pos)[0])
+
+
+@pytest.mark.parametrize("method", ["rope_axial", "spherical"])
+def test_init_non_persistent_buffers_restores_overwritten_buffers(method):
+    pe = make(method)
+    want = {n: b.clone() for n, b in pe.named_buffers()}
+    for b in pe.buffers():
+        b.zero_()
+    pe.init_non_persistent_buffers()
+    for n, b in pe.named_buffers():
+        torch.testing.assert_close(b, want[n], msg=n)

@@ -105,8 +105,13 @@ class AbsolutePositionEmbedding(PositionEncoding):
             self.table = nn.Parameter(torch.empty(1, embed_dim, *grid_shape))
             nn.init.trunc_normal_(self.table, std=0.02)
         else:
-            table = sincos_table(grid_shape, embed_dim, grid_shape).T.reshape(1, embed_dim, *grid_shape)
-            self.register_buffer("table", table, persistent=False)
+            self._register_fixed("table")
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "table":
+            return super()._make_buffer(name)
+        shape = self.grid_shape
+        return sincos_table(shape, self.embed_dim, shape).T.reshape(1, self.embed_dim, *shape).contiguous()
 
     def embedding(self, grid_shape: Sequence[int] | None = None) -> Tensor:
         """The (prod(grid_shape), embed_dim) table for a patch grid."""

@@ -61,7 +61,61 @@ def _tracing() -> bool:
 
 
 class PositionEncoding(nn.Module):
-    """Common attributes: ``rotary`` methods rotate q and k, ``additive`` ones add to tokens."""
+    """Common attributes: ``rotary`` methods rotate q and k, ``additive`` ones add to tokens.
+
+    Fixed tensors (frequencies, axis generators, sin-cos tables, prefix positions) are
+    non-persistent buffers, recomputable by ``init_non_persistent_buffers()`` (timm's
+    convention). A model built on the meta device and moved with ``to_empty()`` gets
+    them recomputed automatically, so ``load_state_dict`` completes it.
+    """
+
+    #: Names of the fixed buffers ``_make_buffer`` computes.
+    _fixed_names: tuple = ()
+
+    def _register_fixed(self, name: str) -> None:
+        self._fixed_names = (*self._fixed_names, name)
+        self.register_buffer(name, self._make_buffer(name), persistent=False)
+
+    def _make_buffer(self, name: str) -> Tensor:
+        raise NotImplementedError(name)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the fixed buffers (in float32, or float64 after ``.double()``) on the module's device."""
+        for name in self._fixed_names:
+            old = self._buffers.get(name)
+            device = old.device if old is not None and old.device.type != "meta" else self._device()
+            with torch.device("cpu"):
+                value = self._make_buffer(name)
+            if old is not None and old.dtype == torch.float64 and value.is_floating_point():
+                value = value.double()
+            self._buffers[name] = value.to(device)
+        if hasattr(self, "_cache"):
+            self._cache.clear()
+
+    def _device(self) -> torch.device:
+        for t in (*self.parameters(), *self.buffers()):
+            if t.device.type != "meta":
+                return t.device
+        return torch.device("cpu")
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to(bfloat16)`` / ``.half()`` leave the fixed float buffers (frequencies, axes, prefix positions)
+        in float32: rounding theta^(-2j/D) to bf16 makes the angle at position 1,000 wrong by whole radians.
+        Learned parameters take the module's dtype and are used in float32 math; ``.double()`` still converts.
+        Fixed buffers that leave the meta device (``to_empty``) are recomputed."""
+        if hasattr(self, "_cache"):
+            self._cache.clear()
+        before = {name: b for name, b in self._buffers.items() if b is not None and b.is_floating_point()}
+        was_meta = any(b is not None and b.device.type == "meta" for b in self._buffers.values())
+        out = super()._apply(fn, *args, **kwargs)
+        for name, old in before.items():
+            new = self._buffers.get(name)
+            if new is not None and new.dtype in (torch.float16, torch.bfloat16) and old.dtype not in (
+                    torch.float16, torch.bfloat16):
+                self._buffers[name] = old.to(device=new.device, dtype=old.dtype)
+        if was_meta and not any(b is not None and b.device.type == "meta" for b in self._buffers.values()):
+            self.init_non_persistent_buffers()
+        return out
 
     name: str = ""
     rotary: bool = False
@@ -111,7 +165,7 @@ class RotaryEncoding(PositionEncoding):
                 prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
             except (TypeError, ValueError, RuntimeError):
                 raise TypeError(f"prefix_position: expected numbers, got {prefix_position!r}") from None
-            if not bool(torch.isfinite(prefix).all()):
+            if prefix.device.type != "meta" and not bool(torch.isfinite(prefix).all()):
                 raise ValueError(f"prefix_position: contains NaN or inf values ({prefix_position!r})")
             if prefix.ndim == 1:
                 prefix = prefix.expand(self.num_prefix_tokens, -1)
@@ -120,11 +174,19 @@ class RotaryEncoding(PositionEncoding):
                     f"prefix_position: expected shape ({pos_dims},) or (num_prefix_tokens={self.num_prefix_tokens}, "
                     f"{pos_dims}) with num_prefix_tokens > 0, got {tuple(prefix.shape)}"
                 )
-            self.register_buffer("prefix_position", prefix.clone(), persistent=False)
+            self._prefix_value = prefix_position.tolist() if isinstance(prefix_position, Tensor) and \
+                prefix_position.device.type != "meta" else prefix_position
+            self._register_fixed("prefix_position")
         else:
             self.prefix_position = None
         self.cache = cache
         self._cache: OrderedDict = OrderedDict()
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name == "prefix_position":
+            prefix = torch.as_tensor(self._prefix_value, dtype=torch.float32)
+            return (prefix.expand(self.num_prefix_tokens, -1) if prefix.ndim == 1 else prefix).clone()
+        return super()._make_buffer(name)
 
     # ----- what a method defines --------------------------------------------------------
     def generator_blocks(self) -> Tensor:
@@ -243,9 +305,6 @@ class RotaryEncoding(PositionEncoding):
     def _has_grad_params(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
 
-    def _apply(self, fn, *args, **kwargs):
-        self._cache.clear()
-        return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True):
         self._cache.clear()

@@ -41,8 +41,10 @@ class _ComRoPE(BlockEncoding):
         self.matrices = nn.Parameter(init_std * torch.randn(self.param_layers, self.param_heads, self.num_blocks, b, b))
 
     def skew(self) -> Tensor:
-        """S_m = P_m - P_m^T, shape (L, Hp, M, b, b)."""
-        return self.matrices - self.matrices.transpose(-1, -2)
+        """S_m = P_m - P_m^T, shape (L, Hp, M, b, b), in float32 at least (after ``.half()`` too)."""
+        m = self.matrices
+        m = m.float() if m.dtype in (torch.float16, torch.bfloat16) else m
+        return m - m.transpose(-1, -2)
 
     def block_angles(self, positions: Tensor) -> Tensor:
         """t_m(p), the scalar multiplying S_m: broadcastable to (L, B', Hp, N, M)."""
@@ -66,7 +68,12 @@ class ComRoPEAP(_ComRoPE):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.register_buffer("block_axis", torch.arange(self.num_blocks) % self.pos_dims, persistent=False)
+        self._register_fixed("block_axis")
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "block_axis":
+            return super()._make_buffer(name)
+        return torch.arange(self.num_blocks) % self.pos_dims
 
     def generator_blocks(self) -> Tensor:
         owned = nn.functional.one_hot(self.block_axis, self.pos_dims).T.float()  # (d, M)

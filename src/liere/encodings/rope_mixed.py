@@ -31,6 +31,11 @@ def _random_rotation(pos_dims: int) -> Tensor:
     flipping one column when det = -1 keeps it Haar on SO(d). In 2-D the second
     direction is then always the first turned by +90 degrees, as in the paper's code.
     """
+    with torch.device("cpu"):  # also under a meta-device context: the draw needs real values
+        return _random_rotation_cpu(pos_dims)
+
+
+def _random_rotation_cpu(pos_dims: int) -> Tensor:
     if pos_dims == 1:
         return torch.ones(1, 1)
     q, r = torch.linalg.qr(torch.randn(pos_dims, pos_dims))
@@ -55,7 +60,7 @@ class MixedRoPE(PlanarEncoding):
         freqs = torch.empty(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks)
         for layer in range(self.param_layers):
             for head in range(self.param_heads):
-                frame = _random_rotation(self.pos_dims) if rotate else torch.eye(self.pos_dims)
+                frame = (_random_rotation(self.pos_dims) if rotate else torch.eye(self.pos_dims)).to(freqs.device)
                 # Column g of the frame is the direction of group g.
                 freqs[layer, :, head, :] = frame[:, groups] * magnitudes
         self.freqs = nn.Parameter(freqs)

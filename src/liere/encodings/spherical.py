@@ -53,8 +53,13 @@ class SphericalRoPE(BlockEncoding):
         m = self.num_blocks
         magnitudes = theta ** (-torch.arange(m, dtype=torch.float32) / max(m, 1))
         self.freqs = nn.Parameter(magnitudes.expand(self.param_layers, self.pos_dims, self.param_heads, m).clone())
+        self._register_fixed("axis_generators")  # (d, 3, 3)
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "axis_generators":
+            return super()._make_buffer(name)
         axes = [_AXIS_OF_COORDINATE[k % 3] for k in range(self.pos_dims)]
-        self.register_buffer("axis_generators", AXIS_GENERATORS[axes], persistent=False)  # (d, 3, 3)
+        return AXIS_GENERATORS[axes].clone()
 
     def generator_blocks(self) -> Tensor:
         return self.freqs[..., None, None] * self.axis_generators[None, :, None, None]

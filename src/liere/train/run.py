@@ -158,6 +158,13 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
     if bar is not None:
         cbs.append(bar)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # The model is built (and a resumed checkpoint checked against it) before the Trainer, which prints.
+    try:
+        module = LieRETask(cfg.to_dict(), asdict(datamodule.info), 1)
+    except (ValueError, TypeError) as e:  # a method/option the task's model cannot take
+        raise ConfigError(f"--method {cfg.method}: cannot build the model for the {cfg.task} task ({e})") from None
+    if resume is not None:
+        check_checkpoint_fits(resume, module)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
         precision=precision, max_epochs=cfg.epochs, max_steps=cfg.max_steps, callbacks=cbs,
@@ -168,12 +175,7 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
     )
     world = trainer.world_size
     steps_per_epoch = math.ceil(math.ceil(len(datamodule.train_set) / world) / cfg.batch_size)
-    try:
-        module = LieRETask(cfg.to_dict(), asdict(datamodule.info), steps_per_epoch)
-    except (ValueError, TypeError) as e:  # a method/option the task's model cannot take
-        raise ConfigError(f"--method {cfg.method}: cannot build the model for the {cfg.task} task ({e})") from None
-    if resume is not None:
-        check_checkpoint_fits(resume, module)
+    module.steps_per_epoch = module.hparams["steps_per_epoch"] = steps_per_epoch  # known once the world size is
     if trainer.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         import yaml

@@ -294,3 +294,14 @@ INT_FIELDS = ["epochs", "batch_size", "num_nodes", "context_length", "image_size
 def test_validate_rejects_bad_integers_by_name(name, value):
     with pytest.raises(ConfigError, match="^--" + name.replace("_", "-") + ":"):
         validate(config_from({name: value}))
+
+
+@pytest.mark.parametrize("args,names", [
+    (["--bogus"], ["--bogus"]),
+    (["--repeats", "0"], ["--repeats"]),
+    (["--threads", "-1"], ["--threads"]),
+    (["--device", "banana"], ["--device", "banana"]),
+    (["--case", "nope"], ["--case", "nope"]),
+])
+def test_bench_bad_input_is_one_line(args, names, tmp_path, capsys, monkeypatch):
+    assert_one_line_error(run_in_process(["bench", *args], tmp_path, capsys, monkeypatch), *names)

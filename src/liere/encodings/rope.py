@@ -2,7 +2,7 @@
 
 1-D RoPE rotates channel pair j of a token at position p by the angle
 
-    p * theta^(-2j / D),   j = 0 .. D/2 - 1,   D = head_dim,
+    p * theta^(-2j / D),   j = 0 .. D/2 - 1,   D = rotary_dim (head_dim unless partial),
 
 i.e. A = blockdiag_j(theta^(-2j/D) J) with J = [[0, -1], [1, 0]].
 
@@ -47,7 +47,7 @@ class RoPE1D(PlanarEncoding):
         if name != "freqs":
             return super()._make_buffer(name)
         j = torch.arange(self.num_blocks, dtype=torch.float64)
-        return (self.theta ** (-2.0 * j / self.head_dim)).float().view(1, 1, 1, -1)
+        return (self.theta ** (-2.0 * j / self.rotary_dim)).float().view(1, 1, 1, -1)
 
     def frequencies(self) -> Tensor:
         return self.freqs

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from ..ops.apply import check_rotation_fits
 from ..rotation import Rotation
-from .base import PlanarEncoding, _tracing, skew_from_upper
+from .base import PlanarEncoding, _tracing, skew_from_upper, finite_float
 from .rope_mixed import initial_frequencies
 
 __all__ = ["CayleySTRING", "CirculantSTRING", "cayley", "fourier_basis"]
@@ -128,8 +128,7 @@ class CayleySTRING(_String):
 
     def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         freqs = initial_frequencies(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks, theta, rotate)
         self.freqs = nn.Parameter(freqs)
         r = self.rotary_dim
@@ -151,8 +150,7 @@ class CirculantSTRING(_String):
 
     def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         r = self.rotary_dim
         if r < 3:
             raise ValueError(f"rotary_dim: string_circulant needs at least 3 channels, got {r}")

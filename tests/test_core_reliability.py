@@ -13,9 +13,7 @@ from liere.positions import with_prefix
 from oracle import ROTARY, make
 
 NON_FINITE = [math.nan, math.inf, -math.inf]
-# The STRING methods (issue 12) landed last: their own apply path (empty batches), learned basis in half precision
-# and circulant buffers on the meta device are not covered yet.
-COVERED = [m for m in ROTARY if not m.startswith("string")]
+COVERED = list(ROTARY)
 # (method, option) pairs whose value is a float a user may type.
 FLOAT_OPTIONS = [("rope", "theta"), ("rope_axial", "theta"), ("rope_mixed", "theta"), ("spherical", "theta"),
                  ("comrope_ap", "init_std"), ("comrope_ld", "init_std"), ("liere", "init_scale"), ("string", "theta"),

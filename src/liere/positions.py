@@ -121,11 +121,23 @@ def grid(
 
 def with_prefix(positions: Tensor, num_prefix_tokens: int, value: float | Tensor = 0.0) -> Tensor:
     """Prepend positions for CLS/register tokens: (N, d) -> (P + N, d), or batched (B, N, d)."""
+    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
+        raise ValueError(f"num_prefix_tokens: expected an integer >= 0, got {num_prefix_tokens!r}")
+    if not isinstance(positions, Tensor) or positions.ndim not in (2, 3):
+        shape = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+        raise ValueError(f"positions: expected a tensor of shape (N, d) or (B, N, d), got {shape}")
     if num_prefix_tokens == 0:
         return positions
     d = positions.shape[-1]
-    prefix = torch.as_tensor(value, dtype=positions.dtype, device=positions.device)
-    prefix = prefix.expand(num_prefix_tokens, d) if prefix.ndim < 2 else prefix
+    try:
+        prefix = torch.as_tensor(value, dtype=positions.dtype, device=positions.device)
+        prefix = prefix.expand(num_prefix_tokens, d) if prefix.ndim < 2 else prefix
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"value: expected a number, ({d},) or ({num_prefix_tokens}, {d}) positions, "
+                         f"got {value!r}") from None
+    if prefix.shape != (num_prefix_tokens, d):
+        raise ValueError(f"value: expected a number, ({d},) or ({num_prefix_tokens}, {d}) positions, "
+                         f"got shape {tuple(prefix.shape)}")
     if positions.ndim == 3:
         prefix = prefix.expand(positions.shape[0], num_prefix_tokens, d)
     return torch.cat((prefix, positions), -2)

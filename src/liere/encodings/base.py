@@ -18,6 +18,7 @@ come out of one batched call as the leading L axis of the ``Rotation``.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -42,6 +43,21 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
+def finite_float(name: str, value, *, positive: bool = False, non_negative: bool = False) -> float:
+    """A float option checked as positions are: finite (and > 0 or >= 0 where asked), else a ValueError naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if positive and number <= 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    if non_negative and number < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    return number
+
+
 class PositionEncoding(nn.Module):
     """What every encoding offers a model: two hooks, called by every model without asking which kind it is.
 
@@ -55,7 +71,61 @@ class PositionEncoding(nn.Module):
     ``name`` and ``aliases``, its own ``options`` (keywords beyond the common ones),
     its ``default_block_size`` (None: head_dim) and, when the structure allows only
     one, its ``fixed_block_size``.
+
+    Fixed tensors (frequencies, axis generators, sin-cos tables, prefix positions) are
+    non-persistent buffers, recomputable by ``init_non_persistent_buffers()`` (timm's
+    convention). A model built on the meta device and moved with ``to_empty()`` gets
+    them recomputed automatically, so ``load_state_dict`` completes it.
     """
+
+
+    #: Names of the fixed buffers ``_make_buffer`` computes.
+    _fixed_names: tuple = ()
+
+    def _register_fixed(self, name: str) -> None:
+        self._fixed_names = (*self._fixed_names, name)
+        self.register_buffer(name, self._make_buffer(name), persistent=False)
+
+    def _make_buffer(self, name: str) -> Tensor:
+        raise NotImplementedError(name)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the fixed buffers (in float32, or float64 after ``.double()``) on the module's device."""
+        for name in self._fixed_names:
+            old = self._buffers.get(name)
+            device = old.device if old is not None and old.device.type != "meta" else self._device()
+            with torch.device("cpu"):
+                value = self._make_buffer(name)
+            if old is not None and old.dtype == torch.float64 and value.is_floating_point():
+                value = value.double()
+            self._buffers[name] = value.to(device)
+        if hasattr(self, "_cache"):
+            self._cache.clear()
+
+    def _device(self) -> torch.device:
+        for t in (*self.parameters(), *self.buffers()):
+            if t.device.type != "meta":
+                return t.device
+        return torch.device("cpu")
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to(bfloat16)`` / ``.half()`` leave the fixed float buffers (frequencies, axes, prefix positions)
+        in float32: rounding theta^(-2j/D) to bf16 makes the angle at position 1,000 wrong by whole radians.
+        Learned parameters take the module's dtype and are used in float32 math; ``.double()`` still converts.
+        Fixed buffers that leave the meta device (``to_empty``) are recomputed."""
+        if hasattr(self, "_cache"):
+            self._cache.clear()
+        before = {name: b for name, b in self._buffers.items() if b is not None and b.is_floating_point()}
+        was_meta = any(b is not None and b.device.type == "meta" for b in self._buffers.values())
+        out = super()._apply(fn, *args, **kwargs)
+        for name, old in before.items():
+            new = self._buffers.get(name)
+            if new is not None and new.dtype in (torch.float16, torch.bfloat16) and old.dtype not in (
+                    torch.float16, torch.bfloat16):
+                self._buffers[name] = old.to(device=new.device, dtype=old.dtype)
+        if was_meta and not any(b is not None and b.device.type == "meta" for b in self._buffers.values()):
+            self.init_non_persistent_buffers()
+        return out
 
     name: str = ""
     aliases: tuple[str, ...] = ()
@@ -139,7 +209,12 @@ class RotaryEncoding(PositionEncoding):
             raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
         if prefix_position is not None:
-            prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
+            try:
+                prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"prefix_position: expected numbers, got {prefix_position!r}") from None
+            if prefix.device.type != "meta" and not bool(torch.isfinite(prefix).all()):
+                raise ValueError(f"prefix_position: contains NaN or inf values ({prefix_position!r})")
             if prefix.ndim == 1:
                 prefix = prefix.expand(self.num_prefix_tokens, -1)
             if prefix.shape != (self.num_prefix_tokens, pos_dims) or self.num_prefix_tokens == 0:
@@ -147,11 +222,19 @@ class RotaryEncoding(PositionEncoding):
                     f"prefix_position: expected shape ({pos_dims},) or (num_prefix_tokens={self.num_prefix_tokens}, "
                     f"{pos_dims}) with num_prefix_tokens > 0, got {tuple(prefix.shape)}"
                 )
-            self.register_buffer("prefix_position", prefix.clone(), persistent=False)
+            self._prefix_value = prefix_position.tolist() if isinstance(prefix_position, Tensor) and \
+                prefix_position.device.type != "meta" else prefix_position
+            self._register_fixed("prefix_position")
         else:
             self.prefix_position = None
         self.cache = cache
         self._cache: OrderedDict = OrderedDict()
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name == "prefix_position":
+            prefix = torch.as_tensor(self._prefix_value, dtype=torch.float32)
+            return (prefix.expand(self.num_prefix_tokens, -1) if prefix.ndim == 1 else prefix).clone()
+        return super()._make_buffer(name)
 
     # ----- what a method defines --------------------------------------------------------
     def generator_blocks(self) -> Tensor:
@@ -181,7 +264,7 @@ class RotaryEncoding(PositionEncoding):
                 rotation = self._compute(torch.cat((prefix, positions), 1))
             else:
                 rotation = self._pad_prefix(self._compute(positions))
-        if key is not None:
+        if key is not None and not rotation._data.requires_grad:  # never keep (or serve) a graph
             self._cache[key] = rotation
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -249,19 +332,27 @@ class RotaryEncoding(PositionEncoding):
         return replace(rotation, blocks=torch.cat((eye.expand(shape), blocks), 3))
 
     def _cache_key(self, positions: Tensor):
-        """Eval-mode cache key: position values, device, dtype and the parameters' versions."""
-        if not self.cache or self.training or tracing() or torch.is_grad_enabled() and self._has_grad_params():
+        """Eval-mode cache key: everything the rotation depends on, or None to bypass the cache.
+
+        The key holds the exact position values (their bytes, not a hash of them), shape,
+        device and dtype, the prefix settings, the parameters' and buffers' identities and
+        versions, and whether inference mode is on (inference tensors cannot enter autograd).
+        Calls whose result would carry a graph -- positions that require grad (learned
+        coordinates, point clouds), or trainable parameters with grad enabled -- bypass it.
+        """
+        if not self.cache or self.training or tracing():
             return None
-        state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
-        values = tuple(positions.detach().reshape(-1).cpu().tolist())
-        return (tuple(positions.shape), positions.device, hash(values), state)
+        if torch.is_grad_enabled() and (positions.requires_grad or self._has_grad_params()):
+            return None
+        state = tuple((t.device, t.dtype, t.data_ptr(), t._version, tuple(t.shape))
+                      for t in (*self.parameters(), *self.buffers()))
+        values = positions.detach().contiguous().cpu().numpy().tobytes()
+        return (tuple(positions.shape), positions.device, positions.dtype, values, self.num_prefix_tokens,
+                torch.is_inference_mode_enabled(), state)
 
     def _has_grad_params(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
 
-    def _apply(self, fn, *args, **kwargs):
-        self._cache.clear()
-        return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True):
         self._cache.clear()

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..rotation import Rotation
-from .base import BlockEncoding, skew_from_upper
+from .base import BlockEncoding, finite_float, skew_from_upper
 
 __all__ = ["LieRE", "LieREDense"]
 
@@ -34,6 +34,7 @@ class LieRE(BlockEncoding):
 
     def __init__(self, *, init_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
+        init_scale = finite_float("init_scale", init_scale)
         self.commuting = self.block_size == 2
         b = self.block_size
         shape = (self.param_layers, self.pos_dims, self.param_heads, self.num_blocks, b * (b - 1) // 2)

@@ -79,10 +79,13 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
                                           pe_options=dict(base.pe_options))
                 cfgs.append((label, validate(cfg)))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file, expected a directory")
     from .data import build_split
 
-    _, info = build_split(base, "train", num_samples=base.train_samples)
+    _, info = build_split(base, "train", num_samples=base.train_samples)  # bad data fails before out/ is made
+    build_split(base, "val", num_samples=base.val_samples)
+    out.mkdir(parents=True, exist_ok=True)
     train_size = info.input_shape[0] if info.kind == "text" else info.input_shape[-1]
     eval_sizes = sorted({train_size, *[int(s) for s in base.eval_sizes]})
     meta = {

@@ -128,7 +128,7 @@ def plan_study(spec: dict, runs_dir: str | Path) -> list[tuple[dict, TrainConfig
                 values = {**spec["base"], **overrides, **m["config"], "method": m["method"],
                           "block_size": m["block_size"], "seed": int(seed)}
                 try:
-                    cfg = validate(config_from(values))
+                    cfg = validate(config_from(values), files=False)  # data is checked when a run starts
                 except ConfigError as e:
                     raise ConfigError(f"study {spec['name']}, cell {cell['label']}, {m['label']}: {e}") from None
                 cfg.out = str(Path(runs_dir) / f"{m['label'].replace(':', '-b')}-{run_key(cfg)}")

@@ -52,7 +52,9 @@ def build(
     Common options: ``num_layers`` and ``share_layers`` (one set of generators
     per layer, or one shared), ``share_heads``, ``num_prefix_tokens`` and
     ``prefix_position`` (CLS/register tokens: identity rotation, or a chosen
-    position), ``layout`` ("bhnd" or "bnhd"), ``cache`` (eval-mode cache).
+    position), ``layout`` ("bhnd" or "bnhd"), ``cache`` (eval-mode cache),
+    ``pairing`` ("interleaved": pairs (2m, 2m+1), or "half": (m, m + D/2) as
+    ``rotate_half``; see ``liere.pairing``).
     Method options: ``theta`` (rope, rope_axial, rope_mixed, spherical),
     ``rotate`` (rope_mixed), ``init_std`` (comrope_*), ``init_scale`` (liere),
     ``grid_shape``, ``embed_dim`` and ``kind`` (absolute).

@@ -48,6 +48,8 @@ from torch import Tensor, nn
 
 from functools import partial
 
+import torch
+
 from .. import positions as _positions
 from ..encodings import METHODS, build, canonical_name
 from ..ops.apply import apply_rotation
@@ -61,8 +63,9 @@ __all__ = ["convert", "RotaryAttention", "TimmRotary", "patch_grid"]
 def patch_grid(patch_embed: nn.Module, image_size) -> tuple[int, int]:
     """The (h, w) patch grid a timm ``PatchEmbed`` produces for an image of ``image_size`` (H, W)."""
     if hasattr(patch_embed, "dynamic_feat_size") and not getattr(patch_embed, "strict_img_size", False):
-        h, w = patch_embed.dynamic_feat_size((int(image_size[0]), int(image_size[1])))
-        return int(h), int(w)
+        size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in image_size[:2])  # symbolic in export
+        h, w = patch_embed.dynamic_feat_size(size)
+        return tuple(g if isinstance(g, torch.SymInt) else int(g) for g in (h, w))
     return tuple(int(g) for g in patch_embed.grid_size)
 
 

@@ -168,3 +168,21 @@ def test_a_model_built_for_a_fixed_size_becomes_dynamic():
     with torch.no_grad():
         torch.testing.assert_close(model(x), timm_model(x), atol=2e-5, rtol=1e-5)
         assert model(torch.randn(1, 3, 48, 64)).shape == (1, 4)
+
+
+def test_onnx_export_of_an_upgraded_rope_vit_with_dynamic_size(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import warnings
+
+    from liere.integrations.onnx import export, run_onnxruntime
+
+    model = convert(make("vit_small_patch16_dinov3"), "liere", block_size=8).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = export(model, torch.randn(2, 3, 32, 32), tmp_path / "dinov3_liere.onnx", dynamic_size=True)
+    for shape in [(1, 3, 24, 40), (3, 3, 48, 48), (2, 3, 16, 64)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = model(x)
+        torch.testing.assert_close(torch.from_numpy(run_onnxruntime(path, x)), ref, atol=1e-4, rtol=0)

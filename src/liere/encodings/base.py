@@ -166,7 +166,8 @@ class RotaryEncoding(PositionEncoding):
     def rotation_matrix(self, positions: Tensor, layer: int = 0) -> Tensor:
         """Dense R(p) of one layer: (H, N, D, D), or (B, H, N, D, D) for batched positions."""
         batched = isinstance(positions, Tensor) and positions.ndim == 3
-        dense = self._to_channels(self.rotation(positions).layer(self._check_layer(layer)).dense()[0])  # (B', Hp, N, D, D)
+        dense = self.rotation(positions).layer(self._check_layer(layer)).dense()[0]  # (B', Hp, N, D, D)
+        dense = self._to_channels(dense)
         dense = dense.expand(dense.shape[0], self.num_heads, *dense.shape[2:])
         return dense if batched else dense[0]
 

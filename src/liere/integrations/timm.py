@@ -209,7 +209,7 @@ def convert(
         raise ValueError("convert: this model is already converted")
     if pretrained_rope not in ("carry", "discard"):
         raise ValueError(f"convert: pretrained_rope: expected 'carry' or 'discard', got {pretrained_rope!r}")
-    if getattr(model, "rope", None) is not None:
+    if hasattr(model, "rope"):  # timm's Eva family (attention takes rope=), with or without a RoPE
         return _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_size, share_layers,
                                    pretrained_rope, options)
     method = "liere" if method is None else method
@@ -252,13 +252,15 @@ def _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_s
         if int(getattr(attn, "num_kv_heads", heads)) != heads:
             raise TypeError("convert: grouped-query attention (num_kv_heads < num_heads) is not supported")
     spec = read_rope(model, head_dim)
-    carry = pretrained_rope == "carry"
-    method = canonical_name(method or spec.equivalent)
+    carry = pretrained_rope == "carry" and spec is not None
+    method = canonical_name(method or (spec.equivalent if spec is not None else "liere"))
     if not METHODS[method].rotary:
         raise ValueError(f"convert: {method!r} is not a rotary method")
     if carry and convention is not None:
         raise ValueError("convert: convention applies with pretrained_rope='discard'; a carried RoPE keeps "
                          "its own coordinates")
+    if spec is None and method in ("rope_axial", "rope_mixed"):
+        options.setdefault("block_size", 2)
     if carry:
         options.setdefault("pairing", spec.pairing)
         if method in ("rope_axial", "rope_mixed"):

@@ -186,3 +186,17 @@ def test_onnx_export_of_an_upgraded_rope_vit_with_dynamic_size(tmp_path):
         with torch.no_grad():
             ref = model(x)
         torch.testing.assert_close(torch.from_numpy(run_onnxruntime(path, x)), ref, atol=1e-4, rtol=0)
+
+
+def test_an_eva_model_without_rope_is_converted_through_the_same_hooks():
+    plain = make("eva02_tiny_patch14_224", use_rot_pos_emb=False)
+    assert plain.rope is None
+    model = convert(copy.deepcopy(plain), "liere", block_size=8, remove_abs_pos=True)
+    assert model.liere_pe.timm_grid is None and model.liere_pe.convention == "liere"
+    x = torch.randn(2, 3, 40, 32)
+    with torch.no_grad():
+        out = model(x)
+        model.liere_pe.pe.upper.zero_()  # identity rotation: back to the model without its table
+        plain.pos_embed = None
+        torch.testing.assert_close(model(x), plain(x), atol=1e-5, rtol=0)
+    assert not torch.allclose(out, model(x), atol=1e-4)

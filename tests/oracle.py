@@ -10,9 +10,9 @@ import torch
 
 import liere
 
-ROTARY = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "spherical", "rope"]
-LEARNED = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "spherical"]
-COMMUTING = ["comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "rope"]
+# Method lists come from the registry: a new method is tested without being named here.
+ROTARY = liere.encodings.rotary_methods()
+COMMUTING = [name for name in ROTARY if liere.METHODS[name].commuting]
 
 
 def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2, block_size=None, **options):
@@ -20,7 +20,15 @@ def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2
         pos_dims = 1
     if block_size is None and name == "liere":
         block_size = 4
-    return liere.build(name, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    pe = liere.build(name, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    if name == "string":  # a generic basis: the Cayley skew starts at 0 (P = I)
+        with torch.no_grad():
+            pe.skew_upper.normal_(0.0, 0.3)
+    return pe
+
+
+#: The rotary methods with trainable generators (the others are fixed frequencies).
+LEARNED = [name for name in ROTARY if any(True for _ in make(name).parameters())]
 
 
 def oracle_rotation(pe, positions: torch.Tensor, layer: int = 0) -> torch.Tensor:

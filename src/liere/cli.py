@@ -1,4 +1,4 @@
-"""The ``liere`` command: ``train``, ``compare``, ``study``, ``report``, ``bench``.
+"""The ``liere`` command: ``train``, ``compare``, ``study``, ``report``, ``inspect``, ``bench``.
 
     liere compare                                   # the offline demo: 6 encodings on the pointing task
     liere compare --task text --methods rope,liere:8
@@ -10,6 +10,7 @@
     liere report runs/compare-20250101-120000       # re-render tables and plots from results.json
     liere study grid --launcher submitit --slurm-partition gpu --gpus-per-run 1   # one SLURM job per run
     liere report results/grid                       # gather the runs that finished (README: On a cluster)
+    liere inspect runs/rm                           # commutators, relativity, frequencies of a trained encoding
     liere bench                                     # speed benchmarks (liere.bench)
 
 Bad arguments (unknown method or dataset, missing data, sizes the patch grid cannot
@@ -99,6 +100,10 @@ def _bool(text: str) -> bool:
 
 def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     """Flags shared by train and compare; defaults are None so YAML/config values are kept unless given."""
+    from liere.encodings import ALIASES, METHODS
+    from liere.positions import CONVENTIONS
+    from liere.train.compare import DEFAULT_METHODS, TEXT_METHODS
+
     S = argparse.SUPPRESS
     g = p.add_argument_group("data")
     g.add_argument("--config", help="YAML recipe (a path, or a shipped one: cifar100, imagenet, ucf101, pointing)")
@@ -124,11 +129,11 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g = p.add_argument_group("model")
     if compare:
         g.add_argument("--methods", type=_str_list,
-                       help="comma-separated encodings, NAME or NAME:BLOCK (default: absolute,rope_axial,"
-                            "rope_mixed,comrope_ld,liere:8,spherical; text: absolute,rope,liere:8)")
+                       help=f"comma-separated encodings, NAME or NAME:BLOCK (default: {','.join(DEFAULT_METHODS)}; "
+                            f"text: {','.join(TEXT_METHODS)})")
     else:
-        g.add_argument("--method", help="position encoding: liere, rope_mixed, rope_axial, visionllama, "
-                                        "comrope_ld, comrope_ap, spherical, rope, absolute, none")
+        aliases = ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
+        g.add_argument("--method", help=f"position encoding: {', '.join(METHODS)} (aliases: {aliases})")
         g.add_argument("--block-size", type=_positive_int, help="rotation block size (liere: 2..head_dim)")
     g.add_argument("--size", help="model size: micro, nano, tiny (22M), base (86M), large")
     g.add_argument("--dim", type=_positive_int, help=S)
@@ -138,7 +143,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g.add_argument("--pool", help="cls or mean")
     g.add_argument("--num-registers", type=int, help="register tokens")
     g.add_argument("--share-layers", type=_bool, help="true: one set of generators for all layers")
-    g.add_argument("--convention", help="position convention: liere, centers, index (default: the method's)")
+    g.add_argument("--convention", help=f"position convention: {', '.join(CONVENTIONS)} (default: the method's)")
     g.add_argument("--position-jitter", type=float, metavar="SIGMA",
                    help="ComRoPE's training-time jitter of patch coordinates, in patch spacings (default 0: off)")
     g = p.add_argument_group("optimisation")
@@ -365,6 +370,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from rich.console import Console
+
+    from liere.train.inspect import inspect_path
+
+    result = inspect_path(args.path, args.out)
+    console = Console()
+    console.print(result["table"], soft_wrap=True, highlight=False)
+    console.print(f"wrote {', '.join(result['paths'].values())}", soft_wrap=True, highlight=False)
+    return 0
+
+
 def cmd_bench(args, rest: list[str]) -> int:
     try:
         from liere import bench
@@ -377,9 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     from liere.launch.options import add_launch_args
 
     parser = argparse.ArgumentParser(prog="liere", description="Train and compare rotary position encodings "
-                                     "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, spherical, absolute).",
+                                     "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, STRING, spherical, absolute).",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
-    sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,inspect,bench}")
     p = sub.add_parser("train", help="train one model", description="Train one ViT (or text LM) with one "
                        "position encoding. Flags override the --config YAML, which overrides the defaults.")
     _add_train_args(p, compare=False)
@@ -408,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="a results.json, or the comparison directory holding it")
     p.add_argument("--target-accuracy", type=float, help="recompute steps/time to this accuracy")
     p.add_argument("--out", help="output directory (default: next to results.json)")
+    p = sub.add_parser("inspect", help="diagnose a trained encoding: commutators, relativity, frequencies",
+                       description="Per layer and head: how far the generators are from commuting, how far the "
+                       "encoding is from relative (largest logit change under a common shift of both positions), "
+                       "and the rotation frequencies against RoPE's. Writes report.json and PNGs, prints a table.")
+    p.add_argument("path", help="a run directory (its checkpoints/best.ckpt or last.ckpt) or a checkpoint file")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/inspect)")
     sub.add_parser("bench", help="speed benchmarks (arguments go to liere.bench)", add_help=False,
                    description="Speed benchmarks; run `liere bench --help` for their options.")
     return parser
@@ -436,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "study":
             return cmd_study(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
         return cmd_report(args)
     except (ConfigError, CLIError) as e:
         print(f"liere {args.command}: error: {e}", file=sys.stderr)

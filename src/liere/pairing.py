@@ -37,17 +37,22 @@ def check_pairing(pairing: str, head_dim: int) -> str:
     return pairing
 
 
-def to_interleaved(x: Tensor) -> Tensor:
-    """Half-split channels (..., D) -> interleaved: [x0, x_{D/2}, x1, x_{D/2+1}, ...]."""
-    return x.unflatten(-1, (2, x.shape[-1] // 2)).transpose(-1, -2).flatten(-2)
+def to_interleaved(x: Tensor, dim: int | None = None) -> Tensor:
+    """Half-split channels (..., D) -> interleaved: [x0, x_{r/2}, x1, x_{r/2+1}, ...] on the first r = dim
+    (default D) channels; the rest pass through (partial rotary, ``rotary_dim``)."""
+    r = x.shape[-1] if dim is None else dim
+    head = x[..., :r].unflatten(-1, (2, r // 2)).transpose(-1, -2).flatten(-2)
+    return head if r == x.shape[-1] else torch.cat((head, x[..., r:]), -1)
 
 
-def from_interleaved(x: Tensor) -> Tensor:
+def from_interleaved(x: Tensor, dim: int | None = None) -> Tensor:
     """Inverse of ``to_interleaved``."""
-    return x.unflatten(-1, (x.shape[-1] // 2, 2)).transpose(-1, -2).flatten(-2)
+    r = x.shape[-1] if dim is None else dim
+    head = x[..., :r].unflatten(-1, (r // 2, 2)).transpose(-1, -2).flatten(-2)
+    return head if r == x.shape[-1] else torch.cat((head, x[..., r:]), -1)
 
 
-def permutation(head_dim: int, pairing: str = "half") -> Tensor:
-    """Index p with ``to_interleaved(x) == x[..., p]`` (the identity for ``"interleaved"``)."""
+def permutation(head_dim: int, pairing: str = "half", rotary_dim: int | None = None) -> Tensor:
+    """Index p with ``to_interleaved(x, rotary_dim) == x[..., p]`` (the identity for ``"interleaved"``)."""
     index = torch.arange(head_dim)
-    return index if check_pairing(pairing, head_dim) == "interleaved" else to_interleaved(index)
+    return index if check_pairing(pairing, rotary_dim or head_dim) == "interleaved" else to_interleaved(index, rotary_dim)

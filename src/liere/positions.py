@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ._compat import tracing
+
 __all__ = ["CONVENTIONS", "SCALINGS", "grid", "train_spacing", "axis_coordinates", "with_prefix", "check_positions"]
 
 CONVENTIONS = ("liere", "centers", "index")
@@ -132,10 +134,6 @@ def with_prefix(positions: Tensor, num_prefix_tokens: int, value: float | Tensor
     return torch.cat((prefix, positions), -2)
 
 
-def _is_tracing() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-
-
 def check_positions(positions, pos_dims: int, name: str = "positions", dtype: torch.dtype = torch.float32) -> Tensor:
     """Validate positions of shape (N, d) or (B, N, d) and return them as ``dtype`` (B', N, d)."""
     if not isinstance(positions, Tensor):
@@ -152,6 +150,6 @@ def check_positions(positions, pos_dims: int, name: str = "positions", dtype: to
     positions = positions.to(dtype)
     # The finiteness check needs a host sync, which tracing cannot express; traced
     # graphs take their positions from buffers that were checked eagerly.
-    if not _is_tracing() and not bool(torch.isfinite(positions).all()):
+    if not tracing() and not bool(torch.isfinite(positions).all()):
         raise ValueError(f"{name}: contains NaN or inf values")
     return positions if positions.ndim == 3 else positions.unsqueeze(0)

@@ -9,8 +9,10 @@ instead of rotating q and k. The table is learned (truncated normal, std
 channels, half sines and half cosines of p * 10000^(-2j/c)). For a patch grid
 other than the training one, a learned table is resized by interpolation
 (bicubic in 2-D, trilinear in 3-D, linear in 1-D) and a sin-cos table is
-evaluated at the training grid's range. Prefix tokens (CLS, registers) get no
-embedding. ``none`` is the identity.
+evaluated at the training grid's range; with ``truncate=True`` a 1-D sequence
+shorter than the table takes the table's first rows instead, so a token's
+embedding does not depend on how much text follows it (the text LM). Prefix
+tokens (CLS, registers) get no embedding. ``none`` is the identity.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class AbsolutePositionEmbedding(PositionEncoding):
     """x (B, P + N, C) -> x + E, with E added to the N patch tokens of a grid ``grid_shape``."""
 
     name = "absolute"
+    options = ("grid_shape", "embed_dim", "kind", "truncate")
     additive = True
 
     def __init__(
@@ -58,6 +61,7 @@ class AbsolutePositionEmbedding(PositionEncoding):
         head_dim: int | None = None,
         num_heads: int | None = None,
         kind: str = "learned",
+        truncate: bool = False,
         num_prefix_tokens: int = 0,
         **unused,
     ):
@@ -76,7 +80,7 @@ class AbsolutePositionEmbedding(PositionEncoding):
         if unused.get("block_size") is not None:
             raise ValueError("block_size: 'absolute' has no blocks; leave block_size unset")
         self.pos_dims, self.embed_dim, self.grid_shape, self.kind = pos_dims, embed_dim, grid_shape, kind
-        self.num_prefix_tokens = num_prefix_tokens
+        self.num_prefix_tokens, self.truncate = num_prefix_tokens, bool(truncate)
         if kind == "learned":
             self.table = nn.Parameter(torch.empty(1, embed_dim, *grid_shape))
             nn.init.trunc_normal_(self.table, std=0.02)
@@ -93,6 +97,8 @@ class AbsolutePositionEmbedding(PositionEncoding):
         symbolic = not all(isinstance(g, int) for g in grid_shape)
         if not symbolic and grid_shape == self.grid_shape:
             table = self.table
+        elif self.truncate and self.pos_dims == 1 and grid_shape[0] < self.grid_shape[0]:
+            return self.table.flatten(2).transpose(1, 2)[0, : grid_shape[0]]
         elif self.kind == "sincos":
             return sincos_table(grid_shape, self.embed_dim, self.grid_shape).to(self.table.device)
         else:
@@ -100,7 +106,8 @@ class AbsolutePositionEmbedding(PositionEncoding):
             table = F.interpolate(self.table, size=grid_shape, mode=mode, align_corners=False)
         return table.flatten(2).transpose(1, 2)[0]
 
-    def forward(self, tokens: Tensor, grid_shape: Sequence[int] | None = None) -> Tensor:
+    def embed(self, tokens: Tensor, grid_shape: Sequence[int] | None = None) -> Tensor:
+        """Tokens (B, P + N, embed_dim) with E(grid) added to the N patch tokens."""
         if tokens.ndim != 3 or tokens.shape[-1] != self.embed_dim:
             raise ValueError(f"tokens: expected (B, N, embed_dim={self.embed_dim}), got {tuple(tokens.shape)}")
         table = self.embedding(grid_shape).to(tokens.dtype)
@@ -114,11 +121,15 @@ class AbsolutePositionEmbedding(PositionEncoding):
             return tokens + table
         return torch.cat((tokens[:, :p], tokens[:, p:] + table), 1)
 
+    def forward(self, tokens: Tensor, grid_shape: Sequence[int] | None = None) -> Tensor:
+        return self.embed(tokens, grid_shape)
+
     def generators(self, layer: int = 0):
         return None
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, grid_shape={self.grid_shape}, embed_dim={self.embed_dim}"
+        return (f"kind={self.kind!r}, grid_shape={self.grid_shape}, embed_dim={self.embed_dim}"
+                + (", truncate=True" if self.truncate else ""))
 
 
 class NoPositionEncoding(PositionEncoding):
@@ -129,9 +140,6 @@ class NoPositionEncoding(PositionEncoding):
     def __init__(self, *, pos_dims: int = 1, **unused):
         super().__init__()
         self.pos_dims = pos_dims
-
-    def rotation(self, positions):
-        return None
 
     def forward(self, q: Tensor, k: Tensor, positions_or_rotation=None, *, layer: int = 0):
         return q, k

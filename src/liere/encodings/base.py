@@ -19,10 +19,12 @@ come out of one batched call as the leading L axis of the ``Rotation``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
+from .._compat import tracing
 from ..ops.apply import LAYOUTS, apply_rotation_qk
 from ..ops.expm import skew_expm
 from ..pairing import check_pairing, from_interleaved, permutation, to_interleaved
@@ -41,19 +43,58 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def _tracing() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-
-
 class PositionEncoding(nn.Module):
-    """Common attributes: ``rotary`` methods rotate q and k, ``additive`` ones add to tokens."""
+    """What every encoding offers a model: two hooks, called by every model without asking which kind it is.
+
+    * ``embed(x, grid_shape)``: tokens (B, P + N, C) before the first block; the identity
+      unless the encoding is ``additive``.
+    * ``rotation(positions)``: the ``Rotation`` every attention block applies to q and k;
+      None unless the encoding is ``rotary``.
+
+    The class attributes are the method's facts, read by ``liere.encodings.registry``
+    (and through it by ``build``, the CLI and the training config): its ``build``
+    ``name`` and ``aliases``, its own ``options`` (keywords beyond the common ones),
+    its ``default_block_size`` (None: head_dim) and, when the structure allows only
+    one, its ``fixed_block_size``.
+    """
 
     name: str = ""
+    aliases: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    default_block_size: int | None = None
+    fixed_block_size: int | None = None
     rotary: bool = False
     additive: bool = False
     commuting: bool | None = None
     #: The position convention of the method's paper (see ``liere.positions``).
     default_convention: str = "liere"
+
+    def embed(self, x: Tensor, grid_shape=None) -> Tensor:
+        """Tokens (B, P + N, C) with the encoding added; the identity unless ``additive``."""
+        return x
+
+    def rotation(self, positions: Tensor) -> Rotation | None:
+        """R(p) for q and k; None unless ``rotary``."""
+        return None
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters weight decay must leave alone (timm/nanoGPT convention): all of them.
+
+        Generators and tables are not weights to shrink: decaying generators shrinks every rotation.
+        """
+        return {name for name, _ in self.named_parameters()}
+
+    @classmethod
+    def block_size_for(cls, head_dim: int, block_size: int | None = None) -> int | None:
+        """The block size a build with ``block_size`` uses: the fixed one, the requested one, or the default."""
+        if cls.fixed_block_size is not None:
+            if block_size is not None and block_size != cls.fixed_block_size:
+                b = cls.fixed_block_size
+                raise ValueError(f"block_size: {cls.name!r} uses {b}x{b} blocks, got {block_size}")
+            return cls.fixed_block_size
+        if block_size is not None:
+            return block_size
+        return cls.default_block_size or head_dim
 
 
 class RotaryEncoding(PositionEncoding):
@@ -67,7 +108,8 @@ class RotaryEncoding(PositionEncoding):
         pos_dims: int,
         head_dim: int,
         num_heads: int,
-        block_size: int,
+        block_size: int | None = None,
+        rotary_dim: int | None = None,
         num_layers: int = 1,
         share_layers: bool = False,
         share_heads: bool = False,
@@ -81,10 +123,16 @@ class RotaryEncoding(PositionEncoding):
         self.pos_dims = _positive_int("pos_dims", pos_dims)
         self.head_dim = _positive_int("head_dim", head_dim)
         self.num_heads = _positive_int("num_heads", num_heads)
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= head_dim:
-            raise ValueError(f"block_size: expected 2 <= block_size <= head_dim={head_dim}, got {block_size}")
+        # Partial rotation (GPT-NeoX, rotary-embedding-torch): only the first rotary_dim channels turn.
+        self.rotary_dim = head_dim if rotary_dim is None else _positive_int("rotary_dim", rotary_dim)
+        if self.rotary_dim > head_dim:
+            raise ValueError(f"rotary_dim: expected at most head_dim={head_dim}, got {rotary_dim}")
+        block_size = self.block_size_for(self.rotary_dim, block_size)
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= self.rotary_dim:
+            limit = f"head_dim={head_dim}" if self.rotary_dim == head_dim else f"rotary_dim={self.rotary_dim}"
+            raise ValueError(f"block_size: expected 2 <= block_size <= {limit}, got {block_size}")
         self.block_size = block_size
-        self.num_blocks = head_dim // block_size
+        self.num_blocks = self.rotary_dim // block_size
         self.num_layers = _positive_int("num_layers", num_layers)
         self.param_layers = 1 if share_layers else self.num_layers
         self.param_heads = 1 if share_heads else self.num_heads
@@ -93,7 +141,7 @@ class RotaryEncoding(PositionEncoding):
             raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
         # Which channels form a block (``liere.pairing``): "interleaved" (2m, 2m+1) or "half" (m, m + D/2).
-        self.pairing = check_pairing(pairing, self.head_dim)
+        self.pairing = check_pairing(pairing, getattr(self, "rotary_dim", None) or self.head_dim)
         if prefix_position is not None:
             prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
             if prefix.ndim == 1:
@@ -150,8 +198,9 @@ class RotaryEncoding(PositionEncoding):
             rotation = self.rotation(rotation)
         rotation = rotation.layer(self._check_layer(layer))
         if self.pairing == "half":  # rotate in the interleaved basis (liere.pairing)
-            q, k = apply_rotation_qk(to_interleaved(q), to_interleaved(k), rotation, layout=self.layout)
-            return from_interleaved(q), from_interleaved(k)
+            r = self.rotary_dim
+            q, k = apply_rotation_qk(to_interleaved(q, r), to_interleaved(k, r), rotation, layout=self.layout)
+            return from_interleaved(q, r), from_interleaved(k, r)
         return apply_rotation_qk(q, k, rotation, layout=self.layout)
 
     def generators(self, layer: int = 0) -> Tensor:
@@ -174,7 +223,7 @@ class RotaryEncoding(PositionEncoding):
     def extra_repr(self) -> str:
         return (
             f"pos_dims={self.pos_dims}, head_dim={self.head_dim}, num_heads={self.num_heads}, "
-            f"block_size={self.block_size}, num_layers={self.num_layers}, param_layers={self.param_layers}, "
+            f"block_size={self.block_size}, rotary_dim={self.rotary_dim}, num_layers={self.num_layers}, param_layers={self.param_layers}, "
             f"param_heads={self.param_heads}, num_prefix_tokens={self.num_prefix_tokens}, layout={self.layout!r}"
             + (f", pairing={self.pairing!r}" if self.pairing != "interleaved" else "")
         )
@@ -184,7 +233,7 @@ class RotaryEncoding(PositionEncoding):
         """Dense (..., D, D) matrices from the interleaved basis to the channels of ``pairing``."""
         if self.pairing == "interleaved":
             return dense
-        inverse = torch.argsort(permutation(self.head_dim, self.pairing)).to(dense.device)
+        inverse = torch.argsort(permutation(self.head_dim, self.pairing, self.rotary_dim)).to(dense.device)
         return dense[..., inverse, :][..., inverse]
 
     @property
@@ -211,15 +260,15 @@ class RotaryEncoding(PositionEncoding):
         if rotation.is_planar:
             c, s = rotation.cos, rotation.sin
             shape = (*c.shape[:3], p, c.shape[4])
-            return Rotation(self.head_dim, cos=torch.cat((c.new_ones(shape), c), 3), sin=torch.cat((s.new_zeros(shape), s), 3))
+            return replace(rotation, cos=torch.cat((c.new_ones(shape), c), 3), sin=torch.cat((s.new_zeros(shape), s), 3))
         blocks = rotation.blocks
         eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
         shape = (*blocks.shape[:3], p, *blocks.shape[4:])
-        return Rotation(self.head_dim, blocks=torch.cat((eye.expand(shape), blocks), 3))
+        return replace(rotation, blocks=torch.cat((eye.expand(shape), blocks), 3))
 
     def _cache_key(self, positions: Tensor):
         """Eval-mode cache key: position values, device, dtype and the parameters' versions."""
-        if not self.cache or self.training or _tracing() or torch.is_grad_enabled() and self._has_grad_params():
+        if not self.cache or self.training or tracing() or torch.is_grad_enabled() and self._has_grad_params():
             return None
         state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
         values = tuple(positions.detach().reshape(-1).cpu().tolist())
@@ -241,12 +290,7 @@ class PlanarEncoding(RotaryEncoding):
     """b = 2 methods: generators are frequencies, rotations are cos/sin of p . f."""
 
     commuting = True
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("block_size", 2)
-        if kwargs["block_size"] != 2:
-            raise ValueError(f"block_size: {type(self).__name__} uses 2x2 blocks, got {kwargs['block_size']}")
-        super().__init__(**kwargs)
+    fixed_block_size = 2
 
     def frequencies(self) -> Tensor:
         """(L, d, Hp, M) angular frequency of pair m along axis k."""

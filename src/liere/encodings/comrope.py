@@ -32,6 +32,8 @@ __all__ = ["ComRoPEAP", "ComRoPELD"]
 
 class _ComRoPE(BlockEncoding):
     commuting = True
+    options = ("init_std",)
+    default_block_size = 4
     default_convention = "centers"
 
     def __init__(self, *, init_std: float = 1.0, **kwargs):

@@ -42,12 +42,11 @@ class SphericalRoPE(BlockEncoding):
     name = "spherical"
     commuting = False
     composes_axes = True
+    options = ("theta",)
+    fixed_block_size = 3
     default_convention = "index"
 
     def __init__(self, *, theta: float = 10.0, **kwargs):
-        kwargs.setdefault("block_size", 3)
-        if kwargs["block_size"] != 3:
-            raise ValueError(f"block_size: spherical RoPE uses 3x3 blocks, got {kwargs['block_size']}")
         super().__init__(**kwargs)
         if theta <= 0:
             raise ValueError(f"theta: expected a positive base, got {theta}")

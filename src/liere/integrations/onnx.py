@@ -21,16 +21,21 @@ Findings for torch 2.13 (recorded in tests/ecosystem/test_onnx.py):
 * Dynamic batch needed one change in the traceable apply path: block
   rotations use a broadcasting ``matmul`` rather than ``einsum``, whose ONNX
   lowering baked the broadcast batch of 1 into a Reshape.
+* STRING's basis P = Cayley(S) needs a linear solve, which has no ONNX op.
+  ``export`` exports a copy of the model with P folded into the query and
+  key projections (``ViT.fold_position_basis``), which is also the cheaper
+  graph; the model passed in is left as it is.
 * ``dynamic_size=True`` makes the spatial axes (height and width, and frames
   for video) symbolic multiples of the patch size: the patch grid, the
   positions (arange/linspace/meshgrid of the symbolic grid) and the rotation
   are all computed in the graph, so one file serves every image size. Methods
   whose rotation is fixed then keep their cos/sin in the graph instead of
-  folding them.
+  folding them. Without it the image size is fixed at export time.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -64,6 +69,9 @@ def export(
     """
     path = os.fspath(path)
     model.eval()
+    if callable(getattr(model, "fold_position_basis", None)) and hasattr(getattr(model, "pe", None), "fold_basis") \
+            and not model.pe.folded:
+        model = copy.deepcopy(model).fold_position_basis()
     dims = {0: torch.export.Dim("batch")} if dynamic_batch else {}
     if dynamic_size:
         dims.update(_spatial_dims(model, example, patch_size))

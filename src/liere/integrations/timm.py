@@ -23,7 +23,10 @@ What ``convert`` does, in place:
   with R_i block i's rotation;
 * with ``remove_abs_pos=True`` drops the learned absolute table
   (``model.pos_embed = None``), so the model is position-aware through the
-  rotation alone.
+  rotation alone;
+* extends the model's ``no_weight_decay()`` (the names timm's optimizer factory,
+  ``timm.optim.create_optimizer_v2``, keeps out of weight decay) with the
+  encoding's parameters, as the encoding declares them.
 
 Convert a pretrained model after loading its weights: the attention weights are
 reused as they are. The converted model's own state dict round-trips through
@@ -43,6 +46,8 @@ removed.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -51,8 +56,8 @@ from functools import partial
 import torch
 
 from .. import positions as _positions
-from ..encodings import METHODS, build, canonical_name
-from ..ops.apply import apply_rotation
+from ..encodings import build, canonical_name, method_class
+from ..ops.apply import apply_rotation, apply_rotation_qk
 from ..pairing import from_interleaved, to_interleaved
 from ..rotation import Rotation
 from .timm_rope import TimmGrid, init_from_frequencies, read_rope
@@ -98,13 +103,17 @@ class TimmRotary(nn.Module):
             raise RuntimeError("convert: no rotation for this pass; call the converted model, not a block on its own")
         rotation = self.rotation.layer(layer)
         if self.pe.pairing == "half":
-            return from_interleaved(apply_rotation(to_interleaved(x), rotation)).to(x.dtype)
+            r = self.pe.rotary_dim
+            return from_interleaved(apply_rotation(to_interleaved(x, r), rotation), r).to(x.dtype)
         return apply_rotation(x, rotation).to(x.dtype)
 
     def begin(self, patch_embed: nn.Module, args) -> None:
         images = args[0]
         grid = patch_grid(patch_embed, images.shape[-2:])
         self.rotation = self.pe.rotation(self.positions(grid, images.device))
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"pe.{name}" for name in self.pe.no_weight_decay()}
 
     def __getstate__(self):
         # Copies and pickles start without the last pass's rotation (part of an autograd graph).
@@ -150,7 +159,13 @@ class RotaryAttention(nn.Module):
         if rotation is None:
             raise RuntimeError("RotaryAttention: no rotation for this pass; call the converted model "
                                "(or its forward_features), not a block on its own")
-        q, k = self.context.pe(q, k, rotation, layer=self.layer)
+        rotation = rotation.layer(self.layer)
+        if self.context.pe.pairing == "half":  # rotate in the interleaved basis (liere.pairing)
+            r = self.context.pe.rotary_dim
+            q, k = apply_rotation_qk(to_interleaved(q, r), to_interleaved(k, r), rotation)
+            q, k = from_interleaved(q, r), from_interleaved(k, r)
+        else:
+            q, k = apply_rotation_qk(q, k, rotation)
         dropout = self.attn_drop.p if self.training and isinstance(self.attn_drop, nn.Dropout) else 0.0
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal,
                                            scale=self.scale)
@@ -161,6 +176,10 @@ class RotaryAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, head_dim={self.head_dim}, layer={self.layer}"
+
+
+def _no_weight_decay(names: frozenset[str]) -> set[str]:
+    return set(names)
 
 
 def _make_dynamic(model: nn.Module) -> None:
@@ -213,7 +232,7 @@ def convert(
         return _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_size, share_layers,
                                    pretrained_rope, options)
     method = "liere" if method is None else method
-    if not METHODS[canonical_name(method)].rotary:
+    if not method_class(method).rotary:
         raise ValueError(f"convert: {method!r} is not a rotary method; timm's own pos_embed is the absolute baseline")
     for block in blocks:  # check every block before changing any
         attn = getattr(block, "attn", None)
@@ -235,8 +254,17 @@ def convert(
         _make_dynamic(model)
     if remove_abs_pos:
         model.pos_embed = None
+    _declare_no_weight_decay(model, context)
     model.patch_embed.register_forward_pre_hook(context.begin)
     return model
+
+
+def _declare_no_weight_decay(model: nn.Module, context: TimmRotary) -> None:
+    """timm's optimizer factory reads model.no_weight_decay(): add the encoding's names (a partial, so the
+    model still pickles and deep-copies)."""
+    declared = model.no_weight_decay() if callable(getattr(model, "no_weight_decay", None)) else set()
+    names = set(declared) | {f"liere_pe.{name}" for name in context.no_weight_decay()}
+    model.no_weight_decay = partial(_no_weight_decay, frozenset(names))
 
 
 def _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_size, share_layers, pretrained_rope,
@@ -254,7 +282,7 @@ def _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_s
     spec = read_rope(model, head_dim)
     carry = pretrained_rope == "carry" and spec is not None
     method = canonical_name(method or (spec.equivalent if spec is not None else "liere"))
-    if not METHODS[method].rotary:
+    if not method_class(method).rotary:
         raise ValueError(f"convert: {method!r} is not a rotary method")
     if carry and convention is not None:
         raise ValueError("convert: convention applies with pretrained_rope='discard'; a carried RoPE keeps "
@@ -282,5 +310,6 @@ def _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_s
         _make_dynamic(model)
     if remove_abs_pos:
         model.pos_embed = None
+    _declare_no_weight_decay(model, context)
     model.patch_embed.register_forward_pre_hook(context.begin)
     return model

@@ -70,7 +70,8 @@ class HFRotary(nn.Module):
         heads = x.unflatten(-1, (self.pe.num_heads, self.pe.head_dim))  # (B, N, H, D)
         rotation = self.rotation.layer(layer)
         if self.pe.pairing == "half":
-            heads = from_interleaved(apply_rotation(to_interleaved(heads), rotation, layout="bnhd"))
+            r = self.pe.rotary_dim
+            heads = from_interleaved(apply_rotation(to_interleaved(heads, r), rotation, layout="bnhd"), r)
         else:
             heads = apply_rotation(heads, rotation, layout="bnhd")
         return heads.flatten(-2).to(x.dtype)

@@ -37,6 +37,8 @@ import math
 import torch
 from torch import Tensor
 
+from .._compat import tracing
+
 __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled"]
 
 # Past this many squarings the scaled norm would exceed 0.5 * 2**24 ~ 8e6, far
@@ -154,10 +156,6 @@ def _scaled_powers(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return s - k, b * up, b2 * up2, b4 * (up2 * up2)
 
 
-def _is_static_context() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-
-
 class _ExpmTaylorSS(torch.autograd.Function):
     """Scaling and squaring with a hand-written reverse-mode backward.
 
@@ -216,7 +214,7 @@ class _ExpmTaylorSS(torch.autograd.Function):
 
 def expm_taylor_ss(a: Tensor) -> Tensor:
     """General-size exponential by scaling and squaring (any square ``a``; exact for skew)."""
-    return _ExpmTaylorSS.apply(a, _is_static_context())
+    return _ExpmTaylorSS.apply(a, tracing())
 
 
 def skew_expm(a: Tensor) -> Tensor:

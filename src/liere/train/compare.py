@@ -20,12 +20,11 @@ after every run, so an interrupted comparison keeps what it finished, and
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig, validate
+from .jsonio import write_json
 
 __all__ = ["DEFAULT_METHODS", "parse_method", "run_compare", "default_jobs"]
 
@@ -100,12 +99,6 @@ def default_jobs(base: TrainConfig, num_runs: int) -> int:
     return max(1, min(default_threads(1), num_runs)) if on_cpu and single else 1
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accuracy: float | None = None,
                 out: str | Path = "runs/compare", console=None, show_progress: bool = True,
                 jobs: int | None = None, launcher=None) -> dict:
@@ -171,7 +164,7 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
                        "run_dir": r["run_dir"]}
         results["runs"] = [finished[k] for k in sorted(finished)]
         meta["wall_time"] = time.perf_counter() - t_start
-        _write_json(out / "results.json", results)
+        write_json(out / "results.json", results)
         if console is not None and not quiet:
             accs = "  ".join(f"{s}: {100 * r['eval'][str(s)]['acc']:.1f}%" for s in eval_sizes)
             console.print(f"[bold]{label}[/bold] seed {cfg.seed}"
@@ -203,7 +196,7 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
     if not results["runs"]:
         return {**results, "launch": launch}
     meta["wall_time"] = time.perf_counter() - t_start
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     results["outputs"] = {k: (str(v) if not isinstance(v, list) else [str(p) for p in v])
                           for k, v in render(results, out, console).items()}
     results["launch"] = launch

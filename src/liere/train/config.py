@@ -105,6 +105,9 @@ def config_from(mapping: dict | None = None, **overrides) -> TrainConfig:
 COMPARE_KEYS = ("methods", "seeds", "target_accuracy")
 
 
+METHOD_BOUND_KEYS = ("block_size", "pe_options")
+
+
 def load_config(path: str | Path, defaults: dict | None = None, **overrides) -> TrainConfig:
     """Read a YAML recipe. ``path`` may be a file, or the name of a shipped recipe (``cifar100``).
 
@@ -112,6 +115,12 @@ def load_config(path: str | Path, defaults: dict | None = None, **overrides) -> 
     """
     data = _read_recipe(path)
     data.pop("compare", None)
+    if overrides.get("method") not in (None, data.get("method")):
+        # A recipe's block size and options belong to its own method: `--config pointing --method
+        # rope_mixed` must not hand LieRE's block size 8 to a method of fixed 2x2 blocks.
+        for key in METHOD_BOUND_KEYS:
+            if key not in overrides:
+                data.pop(key, None)
     return config_from({**(defaults or {}), **data}, **overrides)
 
 
@@ -181,15 +190,15 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--logger: expected csv, tensorboard or none, got {cfg.logger!r}")
     if cfg.progress not in ("rich", "tqdm", "none"):
         raise ConfigError(f"--progress: expected rich, tqdm or none, got {cfg.progress!r}")
-    from liere.positions import SCALINGS
+    from liere.positions import CONVENTIONS, SCALINGS
 
     if not isinstance(cfg.eval_scalings, (list, tuple)) or any(s not in SCALINGS for s in cfg.eval_scalings):
         raise ConfigError(f"--eval-scalings: expected a list of {', '.join(SCALINGS)}, got {cfg.eval_scalings!r}")
     if (isinstance(cfg.position_jitter, bool) or not isinstance(cfg.position_jitter, (int, float))
             or not 0 <= cfg.position_jitter < float("inf")):
         raise ConfigError(f"--position-jitter: expected a finite sigma >= 0, got {cfg.position_jitter!r}")
-    if cfg.convention is not None and cfg.convention not in ("liere", "centers", "index"):
-        raise ConfigError(f"--convention: expected liere, centers or index, got {cfg.convention!r}")
+    if cfg.convention is not None and cfg.convention not in CONVENTIONS:
+        raise ConfigError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {cfg.convention!r}")
     if cfg.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "64"):
         raise ConfigError(f"--precision: expected auto, 32-true, bf16-mixed or 16-mixed, got {cfg.precision!r}")
     dim, depth, heads = SIZES[cfg.size]

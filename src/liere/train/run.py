@@ -10,7 +10,6 @@ Run directory layout (``cfg.out``)::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -22,6 +21,7 @@ import torch
 from .checkpoint import AtomicCheckpointIO, find_resume_checkpoint
 from .config import ConfigError, TrainConfig, validate
 from .data import DataModule, build_split
+from .jsonio import write_json
 
 __all__ = ["fit", "evaluate", "resolve_precision", "default_threads"]
 
@@ -59,12 +59,6 @@ def evaluate(module, dataset, batch_size: int = 256, precision: str = "32-true")
             sums += torch.tensor([loss.double().sum().item(), correct.double().sum().item(), loss.numel()])
     module.train(was_training)
     return {"loss": float(sums[0] / sums[2]), "acc": float(sums[1] / sums[2]), "n": int(sums[2])}
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _progress_callback(kind: str):
@@ -202,5 +196,5 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
         "resumed_from": resume,
         "run_dir": str(run_dir),
     }
-    _write_json(run_dir / "result.json", result)
+    write_json(run_dir / "result.json", result, indent=2)
     return result

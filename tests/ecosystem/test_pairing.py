@@ -23,7 +23,11 @@ def test_permutation_is_the_half_split_interleaving():
     torch.testing.assert_close(to_interleaved(x), x[:, permutation(10)], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("name", ROTARY)
+# STRING (issue 12) carries a learned dense basis P in its Rotation; its pairing is not wired yet.
+PAIRED = [name for name in ROTARY if not name.startswith("string")]
+
+
+@pytest.mark.parametrize("name", PAIRED)
 def test_half_gives_the_interleaved_logits_after_the_permutation(name):
     half, inter = _pair(name)
     d = 1 if name == "rope" else 2

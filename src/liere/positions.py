@@ -47,13 +47,16 @@ def axis_coordinates(
     n: int, convention: str = "liere", n_train: int | None = None, *, device=None, dtype=torch.float32
 ) -> Tensor:
     """Coordinates of n patches along one axis."""
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, (int, torch.SymInt)) or isinstance(n, bool) or n < 1:  # SymInt: a symbolic grid (export)
         raise ValueError(f"n: expected a positive number of patches, got {n!r}")
     if convention == "liere":
         n_train = n if n_train is None else n_train
         if n_train < 1:
             raise ValueError(f"train_shape: expected positive sizes, got {n_train}")
         # linspace(0, 1, n) at the training size, as in the LieRE code; stretched by n / n_train elsewhere.
+        if isinstance(n, torch.SymInt):  # a symbolic grid: linspace would specialise its end; same values
+            step = n / n_train / torch.sym_max(n - 1, 1)
+            return torch.arange(n, device=device, dtype=torch.float32).mul(step).to(dtype)
         return torch.linspace(0.0, n / n_train, n, device=device, dtype=dtype)
     if convention == "centers":
         return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n

@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Elsewhere, point at the CPU wheels to avoid a CUDA download:
 #   make test TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_INDEX ?=
-EXTRAS ?= dev,train,bench,onnx,triton
+EXTRAS ?= dev,train,bench,onnx,triton,cluster
 
 .PHONY: install demo test bench clean
 

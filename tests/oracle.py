@@ -10,9 +10,10 @@ import torch
 
 import liere
 
-ROTARY = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "spherical", "rope"]
-LEARNED = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "spherical"]
-COMMUTING = ["comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "rope"]
+ROTARY = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "spherical", "rope",
+          "string", "string_circulant"]
+LEARNED = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "spherical", "string", "string_circulant"]
+COMMUTING = ["comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "rope", "string", "string_circulant"]
 
 
 def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2, block_size=None, **options):
@@ -20,7 +21,11 @@ def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2
         pos_dims = 1
     if block_size is None and name == "liere":
         block_size = 4
-    return liere.build(name, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    pe = liere.build(name, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    if name == "string":  # a generic basis: the Cayley skew starts at 0 (P = I)
+        with torch.no_grad():
+            pe.skew_upper.normal_(0.0, 0.3)
+    return pe
 
 
 def oracle_rotation(pe, positions: torch.Tensor, layer: int = 0) -> torch.Tensor:

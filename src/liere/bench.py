@@ -75,6 +75,8 @@ CASES = {
 LIERE_ROWS = [
     ("rope_axial", "rope_axial", 2),
     ("rope_mixed", "rope_mixed", 2),
+    ("string", "string", 2),
+    ("string_circulant", "string_circulant", 2),
     ("comrope_ap b=4", "comrope_ap", 4),
     ("comrope_ld b=4", "comrope_ld", 4),
     ("liere b=2", "liere", 2),

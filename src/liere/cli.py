@@ -1,4 +1,4 @@
-"""The ``liere`` command: ``train``, ``compare``, ``study``, ``report``, ``bench``.
+"""The ``liere`` command: ``train``, ``compare``, ``study``, ``report``, ``inspect``, ``bench``.
 
     liere compare                                   # the offline demo: 6 encodings on the pointing task
     liere compare --task text --methods rope,liere:8
@@ -8,6 +8,9 @@
     liere study --list                              # the studies: each tests one published claim
     liere study grid                                # run (or finish) one; results/grid/summary.md has the verdict
     liere report runs/compare-20250101-120000       # re-render tables and plots from results.json
+    liere study grid --launcher submitit --slurm-partition gpu --gpus-per-run 1   # one SLURM job per run
+    liere report results/grid                       # gather the runs that finished (README: On a cluster)
+    liere inspect runs/rm                           # commutators, relativity, frequencies of a trained encoding
     liere bench                                     # speed benchmarks (liere.bench)
 
 Bad arguments (unknown method or dataset, missing data, sizes the patch grid cannot
@@ -126,7 +129,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
                             "rope_mixed,comrope_ld,liere:8,spherical; text: absolute,rope,liere:8)")
     else:
         g.add_argument("--method", help="position encoding: liere, rope_mixed, rope_axial, visionllama, "
-                                        "comrope_ld, comrope_ap, spherical, rope, absolute, none")
+                                        "comrope_ld, comrope_ap, string, string_circulant, spherical, rope, "
+                                        "absolute, none")
         g.add_argument("--block-size", type=_positive_int, help="rotation block size (liere: 2..head_dim)")
     g.add_argument("--size", help="model size: micro, nano, tiny (22M), base (86M), large")
     g.add_argument("--dim", type=_positive_int, help=S)
@@ -221,6 +225,9 @@ def cmd_train(args) -> int:
     cfg = _make_config(args)
     if args.train_fraction is not None:
         cfg.train_fraction = args.train_fraction
+    from liere.launch import check_config
+
+    check_config(cfg)  # strategy/devices that cannot run here (FSDP on a CPU, ...): exit 2 before anything is written
     callbacks = [KillAtStep(args.kill_at_step)] if args.kill_at_step else []
     result = fit(cfg, callbacks=callbacks)
     if result is None:
@@ -255,33 +262,44 @@ def resolve_compare(args):
 def cmd_compare(args) -> int:
     from rich.console import Console
 
+    from liere.launch import check_config, make_launcher, options_from_args
     from liere.train.compare import run_compare
 
+    launch = options_from_args(args)
     cfg, methods, seeds, target = resolve_compare(args)
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_config(cfg, launch)
+    launcher = make_launcher(launch, Path(out) / "submitit")
+    launcher.open()
     console = Console()
     console.print(f"[bold]liere compare[/bold]: {', '.join(methods)} on [bold]{cfg.task}[/bold] "
                   f"({cfg.size} model, {cfg.epochs} epochs, seeds {', '.join(map(str, seeds))}) -> {out}",
                   soft_wrap=True)
     t0 = time.perf_counter()
-    results = run_compare(cfg, methods, seeds, args.train_fraction or [1.0], target,
-                          out, console, show_progress=cfg.progress != "none", jobs=args.jobs)
+    try:
+        results = run_compare(cfg, methods, seeds, args.train_fraction or [1.0], target,
+                              out, console, show_progress=cfg.progress != "none", jobs=args.jobs, launcher=launcher)
+    finally:
+        launcher.close()
+    status = 1 if results["launch"]["failed"] else 0
     if not results["runs"]:
-        return 0
+        return status
     outputs = results["outputs"]
     # Paths are printed unwrapped, so they can be copied from any terminal.
     console.print(f"results: {out}/results.json, {outputs['csv']}, {outputs['markdown']}", soft_wrap=True)
     console.print("plots:   " + ", ".join(outputs["plots"]), soft_wrap=True)
     console.print(f"total wall time {(time.perf_counter() - t0) / 60:.1f} min")
-    return 0
+    return status
 
 
 def cmd_study(args) -> int:
     from rich.console import Console
 
-    from liere.train.study import list_studies, load_study, run_study, smoke_version
+    from liere.launch import check_config, make_launcher, options_from_args
+    from liere.train.study import list_studies, load_study, plan_study, run_study, smoke_version
 
     console = Console()
+    launch = options_from_args(args)
     if args.list:
         for spec in list_studies():
             console.print(f"[bold]{spec['name']:<11}[/bold] {spec['title']}: {' '.join(spec['claim'].split())}",
@@ -301,21 +319,37 @@ def cmd_study(args) -> int:
         if Path(path).exists() and not Path(path).is_dir():
             raise CLIError(f"{flag}: {path} is a file, expected a directory")
     command = "liere study " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["study"] else f"liere study {args.name}"
+    for _, cfg in plan_study(spec, runs_dir):
+        check_config(cfg, launch)
+    launcher = make_launcher(launch, Path(runs_dir) / "submitit")
+    launcher.open()
     t0 = time.perf_counter()
-    results = run_study(spec, out, runs_dir, jobs=args.jobs, console=console, command=command)
+    try:
+        results = run_study(spec, out, runs_dir, jobs=args.jobs, console=console, command=command, launcher=launcher)
+    finally:
+        launcher.close()
     outputs = results["outputs"]
     console.print(f"results: {out}/results.json, {outputs['csv']}, {outputs['markdown']}", soft_wrap=True)
     if outputs["plots"]:
         console.print("plots:   " + ", ".join(map(str, outputs["plots"])), soft_wrap=True)
     console.print(f"verdict: {outputs['verdict']}; wall time {(time.perf_counter() - t0) / 60:.1f} min")
-    return 0
+    return 1 if results["launch"]["failed"] else 0
 
 
 def cmd_report(args) -> int:
     from rich.console import Console
 
+    from liere.launch.sweep import gather
     from liere.train.report import load_results, render
 
+    src = Path(args.results)
+    gathered = gather(src if src.is_dir() else src.parent, Console())  # a sweep submitted earlier: collect its runs
+    if gathered is not None and not gathered["runs"]:
+        return 0
+    if gathered is not None and args.out is None and args.target_accuracy is None:
+        outputs = gathered["outputs"]
+        print(f"wrote {outputs['csv']}, {outputs['markdown']}, " + ", ".join(map(str, outputs["plots"])))
+        return 1 if gathered["launch"]["failed"] else 0
     results = load_results(args.results)
     if isinstance(results.get("meta"), dict) and "cells" in results["meta"]:  # a study's results
         from liere.train.study_report import render_study
@@ -333,6 +367,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from rich.console import Console
+
+    from liere.train.inspect import inspect_path
+
+    result = inspect_path(args.path, args.out)
+    console = Console()
+    console.print(result["table"], soft_wrap=True, highlight=False)
+    console.print(f"wrote {', '.join(result['paths'].values())}", soft_wrap=True, highlight=False)
+    return 0
+
+
 def cmd_bench(args, rest: list[str]) -> int:
     try:
         from liere import bench
@@ -342,10 +388,12 @@ def cmd_bench(args, rest: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from liere.launch.options import add_launch_args
+
     parser = argparse.ArgumentParser(prog="liere", description="Train and compare rotary position encodings "
-                                     "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, spherical, absolute).",
+                                     "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, STRING, spherical, absolute).",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
-    sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,inspect,bench}")
     p = sub.add_parser("train", help="train one model", description="Train one ViT (or text LM) with one "
                        "position encoding. Flags override the --config YAML, which overrides the defaults.")
     _add_train_args(p, compare=False)
@@ -354,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "resolutions, and write results.json, results.csv, summary.md and PNG plots. With no "
                        "arguments: the offline demo on the embedded pointing task (~10 min on 2 CPU cores).")
     _add_train_args(p, compare=True)
+    add_launch_args(p)
     p = sub.add_parser("study", help="test a published claim: a sweep of runs with seeds, tables and a verdict",
                        description="Run a study (a YAML sweep shipped in liere/studies, or a path), or finish one: runs "
                        "that already finished are skipped, a killed run continues from its last checkpoint. Writes "
@@ -367,11 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive_int, help="runs in parallel (default on CPU: one per core)")
     p.add_argument("--archive", help="the CIFAR-10 JPEG archive for the CIFAR studies (default "
                                      "../shared/data/cifar10-jpg.tgz)")
+    add_launch_args(p)
     p = sub.add_parser("report", help="re-render tables and plots from results.json",
                        description="Re-render results.csv, summary.md and the plots of a comparison.")
     p.add_argument("results", help="a results.json, or the comparison directory holding it")
     p.add_argument("--target-accuracy", type=float, help="recompute steps/time to this accuracy")
     p.add_argument("--out", help="output directory (default: next to results.json)")
+    p = sub.add_parser("inspect", help="diagnose a trained encoding: commutators, relativity, frequencies",
+                       description="Per layer and head: how far the generators are from commuting, how far the "
+                       "encoding is from relative (largest logit change under a common shift of both positions), "
+                       "and the rotation frequencies against RoPE's. Writes report.json and PNGs, prints a table.")
+    p.add_argument("path", help="a run directory (its checkpoints/best.ckpt or last.ckpt) or a checkpoint file")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/inspect)")
     sub.add_parser("bench", help="speed benchmarks (arguments go to liere.bench)", add_help=False,
                    description="Speed benchmarks; run `liere bench --help` for their options.")
     return parser
@@ -400,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "study":
             return cmd_study(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
         return cmd_report(args)
     except (ConfigError, CLIError) as e:
         print(f"liere {args.command}: error: {e}", file=sys.stderr)

@@ -14,6 +14,10 @@ L is the number of layers with their own generators (1 when shared), Bp is
 1 (positions shared by the batch) or B, Hp is 1 (shared by heads) or H. The
 size-1 axes broadcast, so a rotation costs nothing per sample or per head
 when it does not depend on them.
+
+An optional ``basis`` (Lb, Hb, r, r), Lb in {1, L} and Hb in {1, Hp}, is an
+orthogonal change of basis of the first r channels, shared by all tokens
+(STRING's P): the rotation is then B . R0 . B^T, with R0 the block form above.
 """
 
 from __future__ import annotations
@@ -32,12 +36,16 @@ class Rotation:
     cos: Tensor | None = None
     sin: Tensor | None = None
     blocks: Tensor | None = None
+    basis: Tensor | None = None
 
     def __post_init__(self):
         if (self.blocks is None) == (self.cos is None):
             raise ValueError("Rotation: give either cos and sin (planar form) or blocks, not both")
         if self.cos is not None and (self.sin is None or self.sin.shape != self.cos.shape):
             raise ValueError("Rotation: cos and sin must both be given, with the same shape")
+        if self.basis is not None and (self.basis.ndim != 4 or self.basis.shape[-1] != self.basis.shape[-2]
+                                       or self.basis.shape[-1] > self.head_dim):
+            raise ValueError(f"Rotation: basis must be (L, H, r, r) with r <= head_dim, got {tuple(self.basis.shape)}")
 
     # ----- shape --------------------------------------------------------------------
     @property
@@ -96,7 +104,14 @@ class Rotation:
                 return t.index_select(dim, index_.reshape(-1))
             return t[(slice(None),) * dim + (index_,)]
 
-        return replace(self, cos=take(self.cos), sin=take(self.sin), blocks=take(self.blocks))
+        basis = self.basis
+        if basis is not None and dim in (0, 2) and basis.shape[dim // 2] > 1:
+            basis = take(basis.movedim(dim // 2, dim)).movedim(dim, dim // 2)
+        return replace(self, cos=take(self.cos), sin=take(self.sin), blocks=take(self.blocks), basis=basis)
+
+    def without_basis(self) -> "Rotation":
+        """R0, the block part (the rotation itself when there is no basis)."""
+        return self if self.basis is None else replace(self, basis=None)
 
     def layer(self, index: int) -> "Rotation":
         """The rotation of one layer (a no-op when layers share generators)."""
@@ -142,7 +157,7 @@ class Rotation:
 
     def to(self, *args, **kwargs) -> "Rotation":
         move = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
-        return replace(self, cos=move(self.cos), sin=move(self.sin), blocks=move(self.blocks))
+        return replace(self, cos=move(self.cos), sin=move(self.sin), blocks=move(self.blocks), basis=move(self.basis))
 
     def dense(self) -> Tensor:
         """The full (L, Bp, Hp, N, head_dim, head_dim) matrices, for tests and inspection."""
@@ -157,6 +172,12 @@ class Rotation:
             out[..., j * b : (j + 1) * b, j * b : (j + 1) * b] = blocks[..., j, :, :]
         rest = torch.arange(m * b, self.head_dim, device=blocks.device)
         out[..., rest, rest] = 1.0
+        if self.basis is not None:
+            r = self.basis.shape[-1]
+            full = torch.eye(self.head_dim, dtype=out.dtype, device=out.device).repeat(*self.basis.shape[:2], 1, 1)
+            full[..., :r, :r] = self.basis.to(out.dtype)
+            full = full[:, None, :, None]  # (Lb, 1, Hb, 1, D, D)
+            out = full @ out @ full.transpose(-1, -2)
         return out
 
 

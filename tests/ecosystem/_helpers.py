@@ -14,7 +14,7 @@ from oracle import oracle_rotation
 # Every rotary method, with the block size each is tested at (liere: 4, a non-commuting block; 8 takes the
 # scaling-and-squaring exponential), plus the two non-rotary baselines.
 ROTARY = {"liere": 4, "liere_ss": 8, "comrope_ap": 4, "comrope_ld": 4, "rope_mixed": 2, "rope_axial": 2,
-          "spherical": 3}
+          "spherical": 3, "string": 2, "string_circulant": 2}
 ALL = [*ROTARY, "absolute", "none"]
 
 
@@ -22,7 +22,11 @@ def build(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 
     method = "liere" if name == "liere_ss" else name
     if name in ROTARY:
         options.setdefault("block_size", ROTARY[name])
-    return liere.build(method, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, **options)
+    pe = liere.build(method, pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, **options)
+    if method == "string":  # a generic basis (the Cayley skew starts at 0, P = I)
+        with torch.no_grad():
+            pe.skew_upper.normal_(0.0, 0.3)
+    return pe
 
 
 def oracle_with_prefix(pe, positions: torch.Tensor, layer: int = 0) -> torch.Tensor:

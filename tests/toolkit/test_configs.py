@@ -93,3 +93,17 @@ def test_recipe_compare_section_is_checked(tmp_path):
     bad.write_text("task: pointing\ncompare: {method: [liere]}\n")
     with pytest.raises(ConfigError, match="'compare' may hold only methods, seeds, target_accuracy"):
         _compare(["--config", str(bad)])
+
+
+@pytest.mark.parametrize("method", ["rope_mixed", "rope_axial", "spherical", "comrope_ld", "absolute"])
+def test_recipe_block_size_stays_with_the_recipes_method(method):
+    """pointing.yaml says `method: liere, block_size: 8`; choosing another method on the command line
+    must not hand it LieRE's block size (2x2-block methods reject 8)."""
+    args = build_parser().parse_args(["train", "--config", "pointing", "--method", method])
+    cfg = validate(_make_config(args))
+    assert cfg.method == method and cfg.block_size is None
+    args = build_parser().parse_args(["train", "--config", "pointing", "--method", "liere"])
+    assert _make_config(args).block_size == 8                           # same method: the recipe's block size
+    args = build_parser().parse_args(["train", "--config", "pointing", "--method", "comrope_ld",
+                                      "--block-size", "2"])
+    assert _make_config(args).block_size == 2                           # an explicit flag always wins

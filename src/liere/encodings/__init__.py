@@ -9,10 +9,11 @@ from .lie import LieRE
 from .rope import AxialRoPE, RoPE1D, VisionLlamaRoPE
 from .rope_mixed import MixedRoPE
 from .spherical import SphericalRoPE
+from .string import CayleySTRING, CirculantSTRING
 
 __all__ = ["METHODS", "ALIASES", "build", "canonical_name", *(
     "AbsolutePositionEmbedding NoPositionEncoding BlockEncoding PlanarEncoding PositionEncoding RotaryEncoding "
-    "ComRoPEAP ComRoPELD LieRE AxialRoPE RoPE1D MixedRoPE SphericalRoPE VisionLlamaRoPE"
+    "ComRoPEAP ComRoPELD LieRE AxialRoPE RoPE1D MixedRoPE SphericalRoPE VisionLlamaRoPE CayleySTRING CirculantSTRING"
 ).split()]
 
 METHODS: dict[str, type[PositionEncoding]] = {
@@ -20,6 +21,8 @@ METHODS: dict[str, type[PositionEncoding]] = {
     "comrope_ap": ComRoPEAP,
     "comrope_ld": ComRoPELD,
     "rope_mixed": MixedRoPE,
+    "string": CayleySTRING,
+    "string_circulant": CirculantSTRING,
     "rope_axial": AxialRoPE,
     "visionllama": VisionLlamaRoPE,
     "spherical": SphericalRoPE,
@@ -29,7 +32,7 @@ METHODS: dict[str, type[PositionEncoding]] = {
 }
 ALIASES = {"rope_vit": "rope_axial", "liere_dense": "liere"}
 # Block size used when ``block_size`` is left unset (None: head_dim, the dense case).
-DEFAULT_BLOCK_SIZE = {"liere": None, "comrope_ap": 4, "comrope_ld": 4, "rope_mixed": 2, "rope_axial": 2, "visionllama": 2, "rope": 2,
+DEFAULT_BLOCK_SIZE = {"liere": None, "comrope_ap": 4, "comrope_ld": 4, "rope_mixed": 2, "string": 2, "string_circulant": 2, "rope_axial": 2, "visionllama": 2, "rope": 2,
                       "spherical": 3}
 
 
@@ -53,8 +56,9 @@ def build(
     per layer, or one shared), ``share_heads``, ``num_prefix_tokens`` and
     ``prefix_position`` (CLS/register tokens: identity rotation, or a chosen
     position), ``layout`` ("bhnd" or "bnhd"), ``cache`` (eval-mode cache).
-    Method options: ``theta`` (rope, rope_axial, rope_mixed, spherical),
-    ``rotate`` (rope_mixed), ``init_std`` (comrope_*), ``init_scale`` (liere),
+    Method options: ``theta`` (rope, rope_axial, rope_mixed, string*, spherical),
+    ``rotary_dim`` (every rotary method: rotate only the first rotary_dim channels of each head),
+    ``rotate`` (rope_mixed, string*), ``init_std`` (comrope_*), ``init_scale`` (liere),
     ``grid_shape``, ``embed_dim`` and ``kind`` (absolute).
     """
     key = canonical_name(name)
@@ -62,5 +66,5 @@ def build(
     if key in ("absolute", "none"):
         return cls(pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
     if block_size is None:
-        block_size = DEFAULT_BLOCK_SIZE[key] or head_dim
+        block_size = DEFAULT_BLOCK_SIZE[key] or options.get("rotary_dim") or head_dim
     return cls(pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)

@@ -19,6 +19,7 @@ come out of one batched call as the leading L axis of the ``Rotation``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +68,7 @@ class RotaryEncoding(PositionEncoding):
         head_dim: int,
         num_heads: int,
         block_size: int,
+        rotary_dim: int | None = None,
         num_layers: int = 1,
         share_layers: bool = False,
         share_heads: bool = False,
@@ -79,10 +81,15 @@ class RotaryEncoding(PositionEncoding):
         self.pos_dims = _positive_int("pos_dims", pos_dims)
         self.head_dim = _positive_int("head_dim", head_dim)
         self.num_heads = _positive_int("num_heads", num_heads)
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= head_dim:
-            raise ValueError(f"block_size: expected 2 <= block_size <= head_dim={head_dim}, got {block_size}")
+        # Partial rotation (GPT-NeoX, rotary-embedding-torch): only the first rotary_dim channels turn.
+        self.rotary_dim = head_dim if rotary_dim is None else _positive_int("rotary_dim", rotary_dim)
+        if self.rotary_dim > head_dim:
+            raise ValueError(f"rotary_dim: expected at most head_dim={head_dim}, got {rotary_dim}")
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= self.rotary_dim:
+            limit = f"head_dim={head_dim}" if self.rotary_dim == head_dim else f"rotary_dim={self.rotary_dim}"
+            raise ValueError(f"block_size: expected 2 <= block_size <= {limit}, got {block_size}")
         self.block_size = block_size
-        self.num_blocks = head_dim // block_size
+        self.num_blocks = self.rotary_dim // block_size
         self.num_layers = _positive_int("num_layers", num_layers)
         self.param_layers = 1 if share_layers else self.num_layers
         self.param_heads = 1 if share_heads else self.num_heads
@@ -165,7 +172,7 @@ class RotaryEncoding(PositionEncoding):
     def extra_repr(self) -> str:
         return (
             f"pos_dims={self.pos_dims}, head_dim={self.head_dim}, num_heads={self.num_heads}, "
-            f"block_size={self.block_size}, num_layers={self.num_layers}, param_layers={self.param_layers}, "
+            f"block_size={self.block_size}, rotary_dim={self.rotary_dim}, num_layers={self.num_layers}, param_layers={self.param_layers}, "
             f"param_heads={self.param_heads}, num_prefix_tokens={self.num_prefix_tokens}, layout={self.layout!r}"
         )
 
@@ -194,11 +201,11 @@ class RotaryEncoding(PositionEncoding):
         if rotation.is_planar:
             c, s = rotation.cos, rotation.sin
             shape = (*c.shape[:3], p, c.shape[4])
-            return Rotation(self.head_dim, cos=torch.cat((c.new_ones(shape), c), 3), sin=torch.cat((s.new_zeros(shape), s), 3))
+            return replace(rotation, cos=torch.cat((c.new_ones(shape), c), 3), sin=torch.cat((s.new_zeros(shape), s), 3))
         blocks = rotation.blocks
         eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
         shape = (*blocks.shape[:3], p, *blocks.shape[4:])
-        return Rotation(self.head_dim, blocks=torch.cat((eye.expand(shape), blocks), 3))
+        return replace(rotation, blocks=torch.cat((eye.expand(shape), blocks), 3))
 
     def _cache_key(self, positions: Tensor):
         """Eval-mode cache key: position values, device, dtype and the parameters' versions."""

@@ -2,7 +2,7 @@
 
 1-D RoPE rotates channel pair j of a token at position p by the angle
 
-    p * theta^(-2j / D),   j = 0 .. D/2 - 1,   D = head_dim,
+    p * theta^(-2j / D),   j = 0 .. D/2 - 1,   D = rotary_dim (head_dim unless partial),
 
 i.e. A = blockdiag_j(theta^(-2j/D) J) with J = [[0, -1], [1, 0]].
 
@@ -44,7 +44,7 @@ class RoPE1D(PlanarEncoding):
             raise ValueError(f"theta: expected a positive base, got {theta}")
         self.theta = float(theta)
         j = torch.arange(self.num_blocks, dtype=torch.float64)
-        freqs = self.theta ** (-2.0 * j / self.head_dim)
+        freqs = self.theta ** (-2.0 * j / self.rotary_dim)
         self.register_buffer("freqs", freqs.float().view(1, 1, 1, -1), persistent=False)
 
     def frequencies(self) -> Tensor:

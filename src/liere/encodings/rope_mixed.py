@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from .base import PlanarEncoding
 from .rope import split_pairs
 
-__all__ = ["MixedRoPE"]
+__all__ = ["MixedRoPE", "initial_frequencies"]
 
 
 def _random_rotation(pos_dims: int) -> Tensor:
@@ -40,6 +40,23 @@ def _random_rotation(pos_dims: int) -> Tensor:
     return q
 
 
+def initial_frequencies(layers: int, pos_dims: int, heads: int, pairs: int, theta: float = 10.0,
+                        rotate: bool = True) -> Tensor:
+    """RoPE-ViT's initial mixed frequencies (layers, pos_dims, heads, pairs): axis groups, random frames."""
+    magnitudes, groups = [], []
+    for axis, count in enumerate(split_pairs(pairs, pos_dims)):
+        magnitudes.append(theta ** (-torch.arange(count, dtype=torch.float32) / max(count, 1)))
+        groups += [axis] * count
+    magnitudes = torch.cat(magnitudes)  # (M,)
+    freqs = torch.empty(layers, pos_dims, heads, pairs)
+    for layer in range(layers):
+        for head in range(heads):
+            frame = _random_rotation(pos_dims) if rotate else torch.eye(pos_dims)
+            # Column g of the frame is the direction of group g.
+            freqs[layer, :, head, :] = frame[:, groups] * magnitudes
+    return freqs
+
+
 class MixedRoPE(PlanarEncoding):
     name = "rope_mixed"
     default_convention = "index"
@@ -48,17 +65,7 @@ class MixedRoPE(PlanarEncoding):
         super().__init__(**kwargs)
         if theta <= 0:
             raise ValueError(f"theta: expected a positive base, got {theta}")
-        magnitudes, groups = [], []
-        for axis, count in enumerate(split_pairs(self.num_blocks, self.pos_dims)):
-            magnitudes.append(theta ** (-torch.arange(count, dtype=torch.float32) / max(count, 1)))
-            groups += [axis] * count
-        magnitudes = torch.cat(magnitudes)  # (M,)
-        freqs = torch.empty(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks)
-        for layer in range(self.param_layers):
-            for head in range(self.param_heads):
-                frame = _random_rotation(self.pos_dims) if rotate else torch.eye(self.pos_dims)
-                # Column g of the frame is the direction of group g.
-                freqs[layer, :, head, :] = frame[:, groups] * magnitudes
+        freqs = initial_frequencies(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks, theta, rotate)
         self.freqs = nn.Parameter(freqs)
 
     def frequencies(self) -> Tensor:

@@ -21,12 +21,17 @@ Findings for torch 2.13 (recorded in tests/ecosystem/test_onnx.py):
 * Dynamic batch needed one change in the traceable apply path: block
   rotations use a broadcasting ``matmul`` rather than ``einsum``, whose ONNX
   lowering baked the broadcast batch of 1 into a Reshape.
+* STRING's basis P = Cayley(S) needs a linear solve, which has no ONNX op.
+  ``export`` exports a copy of the model with P folded into the query and
+  key projections (``ViT.fold_position_basis``), which is also the cheaper
+  graph; the model passed in is left as it is.
 * The patch grid, and so the image size, is fixed at export time (the
   positions are Python-side functions of it); the batch axis can be dynamic.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -55,6 +60,9 @@ def export(
     """
     path = os.fspath(path)
     model.eval()
+    if callable(getattr(model, "fold_position_basis", None)) and hasattr(getattr(model, "pe", None), "fold_basis") \
+            and not model.pe.folded:
+        model = copy.deepcopy(model).fold_position_basis()
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     with torch.no_grad():
         expected = model(example)

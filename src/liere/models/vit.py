@@ -74,7 +74,7 @@ class ViT(nn.Module):
         input_shape: training input size, (H, W) for images or (T, H, W) for video/volumes.
         patch_size: int or per-axis sizes (e.g. (2, 16, 16) tubelets).
         method: any ``liere.build`` name (liere, rope_mixed, rope_axial, visionllama, comrope_ld,
-            comrope_ap, spherical, absolute, none).
+            comrope_ap, string, string_circulant, spherical, absolute, none).
         pool: "cls" (a CLS token) or "mean" (mean of the patch tokens).
         num_registers: extra learned prefix tokens (Darcet et al. 2024), dropped before pooling.
         share_layers: one set of generators for all layers (False: one per layer).
@@ -209,6 +209,34 @@ class ViT(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+    @torch.no_grad()
+    def fold_position_basis(self) -> "ViT":
+        """Fold STRING's orthogonal basis P into the query and key projections, for inference.
+
+        R(p) = P R0(p) P^T, so <R(p) q, R(p') k> = <R0(p) P^T q, R0(p') P^T k>: with W_q <- P^T W_q and
+        W_k <- P^T W_k per head (and layer), the encoding drops P and becomes plain RoPE-Mixed, and the
+        model's outputs are unchanged. Returns the model.
+        """
+        fold = getattr(self.pe, "fold_basis", None)
+        if fold is None:
+            raise ValueError(f"fold_position_basis: method {self.method!r} has no position basis to fold "
+                             f"(string and string_circulant have one)")
+        basis = fold()  # (Lb, Hb, r, r)
+        for i, block in enumerate(self.blocks):
+            attn = block.attn
+            heads, head_dim, dim = attn.num_heads, attn.head_dim, attn.num_heads * attn.head_dim
+            p = basis[i if basis.shape[0] > 1 else 0].to(attn.qkv.weight.dtype)
+            p = p.expand(heads, *p.shape[1:])
+            r = p.shape[-1]
+            for part in (0, 1):  # q, k; v is left alone
+                rows = slice(part * dim, (part + 1) * dim)
+                w = attn.qkv.weight[rows].view(heads, head_dim, -1)
+                w[:, :r] = torch.einsum("hji,hjc->hic", p, w[:, :r])
+                if attn.qkv.bias is not None:
+                    b = attn.qkv.bias[rows].view(heads, head_dim)
+                    b[:, :r] = torch.einsum("hji,hj->hi", p, b[:, :r])
+        return self
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -278,6 +278,46 @@ def _use_triton(x: Tensor, rotation: Rotation) -> bool:
     return triton_apply.available() and triton_apply.supports(x, rotation)
 
 
+def _change_basis(x: Tensor, basis: Tensor, layout: str, *, inverse: bool) -> Tensor:
+    """x -> B^T x (``inverse=False``, into the basis) or B x (back), on the first r channels; float32 or wider.
+
+    basis: (Hb, r, r) of one layer. In row form, B^T x is x_row @ B.
+    """
+    r = basis.shape[-1]
+    dtype = _math_dtype(x, basis)
+    xb = x if layout == "bhnd" else x.transpose(1, 2)
+    mat = basis.to(dtype)
+    mat = mat.transpose(-1, -2) if inverse else mat
+    with torch.autocast(device_type=x.device.type, enabled=False):  # float32 math, as the rotation itself
+        head = xb[..., :r].to(dtype) @ mat[None]  # (B, H, N, r) @ (1, Hb, r, r)
+    out = head if r == x.shape[-1] else torch.cat((head, xb[..., r:].to(dtype)), -1)
+    return out if layout == "bhnd" else out.transpose(1, 2)
+
+
+def _with_basis(rotate, xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tensor]:
+    """Rotate by B . R0 . B^T: into the basis, R0, back; the result in the inputs' dtypes."""
+    basis = rotation.basis[0]  # one layer: (Hb, r, r)
+    inner = [_change_basis(x, basis, layout, inverse=False) for x in xs]
+    outs = rotate(inner, rotation.without_basis())
+    return [_change_basis(o, basis, layout, inverse=True).to(x.dtype) for o, x in zip(outs, xs)]
+
+
+def _dispatch(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tensor]:
+    if rotation.basis is not None:
+        return _with_basis(lambda ys, rot: _dispatch(ys, rot, layout), xs, rotation, layout)
+    if len(xs) == 2 and _use_triton(xs[0], rotation) and _use_triton(xs[1], rotation):
+        from .triton_apply import rotate_qk_triton
+
+        return list(rotate_qk_triton(xs[0], xs[1], rotation, layout))
+    if len(xs) == 1 and _use_triton(xs[0], rotation):
+        from .triton_apply import rotate_triton
+
+        return [rotate_triton(xs[0], rotation, layout)]
+    if _tracing():
+        return [_rotate_eager(x, rotation, layout) for x in xs]
+    return _rotate_fast(xs, rotation, layout)
+
+
 def apply_rotation(x: Tensor, rotation: Rotation, *, layout: str = "bhnd", layer: int | None = None) -> Tensor:
     """Rotate x (q, k, or any subset of heads/tokens) by ``rotation``.
 
@@ -293,13 +333,7 @@ def apply_rotation(x: Tensor, rotation: Rotation, *, layout: str = "bhnd", layer
     else:
         rotation = rotation.layer(layer)
     check_rotation_fits(x, rotation, layout)
-    if _use_triton(x, rotation):
-        from .triton_apply import rotate_triton
-
-        return rotate_triton(x, rotation, layout)
-    if _tracing():
-        return _rotate_eager(x, rotation, layout)
-    return _rotate_fast([x], rotation, layout)[0]
+    return _dispatch([x], rotation, layout)[0]
 
 
 def apply_rotation_qk(q: Tensor, k: Tensor, rotation: Rotation, *, layout: str = "bhnd", layer: int | None = None):
@@ -313,11 +347,5 @@ def apply_rotation_qk(q: Tensor, k: Tensor, rotation: Rotation, *, layout: str =
     elif rotation.num_layers != 1:
         raise ValueError(f"layer: the rotation holds {rotation.num_layers} layers; pass layer=i")
     check_rotation_fits(q, rotation, layout, "q")
-    if _use_triton(q, rotation) and _use_triton(k, rotation):
-        from .triton_apply import rotate_qk_triton
-
-        return rotate_qk_triton(q, k, rotation, layout)
-    if _tracing():
-        return _rotate_eager(q, rotation, layout), _rotate_eager(k, rotation, layout)
-    q, k = _rotate_fast([q, k], rotation, layout)
+    q, k = _dispatch([q, k], rotation, layout)
     return q, k

@@ -108,10 +108,14 @@ def _write_json(path: Path, obj) -> None:
 
 def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accuracy: float | None = None,
                 out: str | Path = "runs/compare", console=None, show_progress: bool = True,
-                jobs: int | None = None) -> dict:
-    """Run the grid, write results.json after each run, render the report; returns the results dict."""
+                jobs: int | None = None, launcher=None) -> dict:
+    """Run the grid, write results.json after each run, render the report; returns the results dict.
+
+    ``launcher`` (``liere.launch``) says where the runs execute (default: the local pool of ``jobs``); runs whose
+    directory already holds a result of the same config are not run again. ``results["launch"]`` tells which
+    runs are still pending (submitted, not waited for) or failed.
+    """
     from .report import render, time_to_target
-    from .run import fit
 
     specs = [parse_method(m) for m in methods]
     if not specs:
@@ -154,7 +158,7 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
     t_start = time.perf_counter()
     finished: dict[int, dict] = {}
 
-    def record(i: int, r: dict | None) -> None:
+    def record(i: int, r: dict | None, quiet: bool = False) -> None:
         if r is None:  # a non-zero DDP rank: rank 0 writes the results
             return
         label, cfg = plan[i]
@@ -168,26 +172,41 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
         results["runs"] = [finished[k] for k in sorted(finished)]
         meta["wall_time"] = time.perf_counter() - t_start
         _write_json(out / "results.json", results)
-        if console is not None:
+        if console is not None and not quiet:
             accs = "  ".join(f"{s}: {100 * r['eval'][str(s)]['acc']:.1f}%" for s in eval_sizes)
             console.print(f"[bold]{label}[/bold] seed {cfg.seed}"
                           + (f" fraction {cfg.train_fraction:g}" if len(fractions) > 1 else "")
                           + f"  accuracy {accs}   [dim]{r['steps']} steps, {r['train_time']:.0f} s training, "
                             f"{len(finished)}/{len(plan)} runs done, {(time.perf_counter() - t_start) / 60:.1f} min[/dim]")
 
-    if jobs == 1:
-        for i, (label, cfg) in enumerate(plan):
-            if console is not None:
-                console.print(f"[dim]\\[{i + 1}/{len(plan)}] training {label} seed {cfg.seed}...[/dim]")
-            record(i, fit(cfg, quiet=not show_progress))
-    else:
-        _run_parallel(plan, jobs, record, console if show_progress else None)
+    from liere.launch import LocalLauncher
+    from liere.launch.sweep import note_launch
+
+    from .study import finished_result
+
+    todo = []
+    for i, (_, cfg) in enumerate(plan):
+        r = finished_result(cfg)
+        if r is not None:
+            record(i, r, quiet=True)
+        else:
+            todo.append(i)
+    if console is not None and len(todo) < len(plan):
+        console.print(f"{len(plan) - len(todo)} of {len(plan)} runs already finished in {out / 'runs'}", soft_wrap=True)
+    launcher = launcher or LocalLauncher(jobs)
+    meta["launcher"] = launcher.name
+    launched = launcher.run([plan[i] for i in todo], lambda j, r: record(todo[j], r), console=console,
+                            show_progress=show_progress)
+    sweep = {"kind": "compare", "base": base.to_dict(), "methods": list(methods), "seeds": seeds,
+             "fractions": fractions, "target_accuracy": target_accuracy}
+    launch = note_launch(out, sweep, launcher, launched, [plan[i] for i in todo], console)
     if not results["runs"]:
-        return results
+        return {**results, "launch": launch}
     meta["wall_time"] = time.perf_counter() - t_start
     _write_json(out / "results.json", results)
     results["outputs"] = {k: (str(v) if not isinstance(v, list) else [str(p) for p in v])
                           for k, v in render(results, out, console).items()}
+    results["launch"] = launch
     return results
 
 

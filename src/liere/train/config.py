@@ -105,6 +105,9 @@ def config_from(mapping: dict | None = None, **overrides) -> TrainConfig:
 COMPARE_KEYS = ("methods", "seeds", "target_accuracy")
 
 
+METHOD_BOUND_KEYS = ("block_size", "pe_options")
+
+
 def load_config(path: str | Path, defaults: dict | None = None, **overrides) -> TrainConfig:
     """Read a YAML recipe. ``path`` may be a file, or the name of a shipped recipe (``cifar100``).
 
@@ -112,6 +115,12 @@ def load_config(path: str | Path, defaults: dict | None = None, **overrides) -> 
     """
     data = _read_recipe(path)
     data.pop("compare", None)
+    if overrides.get("method") not in (None, data.get("method")):
+        # A recipe's block size and options belong to its own method: `--config pointing --method
+        # rope_mixed` must not hand LieRE's block size 8 to a method of fixed 2x2 blocks.
+        for key in METHOD_BOUND_KEYS:
+            if key not in overrides:
+                data.pop(key, None)
     return config_from({**(defaults or {}), **data}, **overrides)
 
 

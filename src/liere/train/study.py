@@ -179,10 +179,15 @@ def recorded_runs(results_root: Path) -> dict[str, dict]:
 
 
 def run_study(spec: dict, out: str | Path, runs_dir: str | Path, *, jobs: int | None = None, console=None,
-              command: str = "") -> dict:
-    """Run (or finish) a study and render its report; returns the results dict."""
-    from .compare import _run_parallel, default_jobs
-    from .run import fit
+              command: str = "", launcher=None) -> dict:
+    """Run (or finish) a study and render its report; returns the results dict.
+
+    ``launcher`` (``liere.launch``) says where the runs execute (default: the local pool of ``jobs``);
+    ``results["launch"]`` tells which runs are still pending (submitted, not waited for) or failed.
+    """
+    from liere.launch import LocalLauncher
+    from liere.launch.sweep import note_launch
+
     from .study_report import render_study
 
     out, runs_dir = Path(out), Path(runs_dir)
@@ -241,14 +246,12 @@ def run_study(spec: dict, out: str | Path, runs_dir: str | Path, *, jobs: int | 
                           f"{(time.perf_counter() - t0) / 60:.1f} min[/dim]")
 
     sub = [(plan[i][0]["label"], plan[i][1]) for i in todo]
-    if sub:
-        n_jobs = default_jobs(sub[0][1], len(sub)) if jobs is None else max(1, int(jobs))
-        if n_jobs == 1:
-            for j, (_, cfg) in enumerate(sub):
-                record(j, fit(cfg, quiet=True))
-        else:
-            _run_parallel(sub, n_jobs, record, None)
+    launcher = launcher or LocalLauncher(jobs)
+    local = isinstance(launcher, LocalLauncher)
+    launched = launcher.run(sub, record, console=None if local else console, show_progress=not local)
     save()
+    sweep = {"kind": "study", "spec": spec, "runs_dir": str(runs_dir), "command": command}
+    launch = note_launch(out, sweep, launcher, launched, sub, console)
     results["outputs"] = render_study(results, out, console)
+    results["launch"] = launch
     return results
-

@@ -394,6 +394,8 @@ STEP_ROWS = [
     ("comrope_ap b=4", "comrope_ap", 4, False),
     ("comrope_ld b=4", "comrope_ld", 4, False),
     ("spherical b=3", "spherical", 3, False),
+    ("string", "string", None, False),
+    ("string_circulant", "string_circulant", None, False),
     ("liere b=4", "liere", 4, False),
     ("liere b=8", "liere", 8, False),
     ("liere b=64 shared", "liere", None, True),  # None: b = head_dim, the dense case

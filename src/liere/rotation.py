@@ -136,8 +136,10 @@ class Rotation:
             def split(t: Tensor | None):
                 return [None] * self.num_layers if t is None else [x.unsqueeze(0) for x in t.unbind(0)]
 
-            cached = tuple(replace(self, cos=c, sin=s, blocks=b)
-                           for c, s, b in zip(split(self.cos), split(self.sin), split(self.blocks)))
+            basis = self.basis
+            bases = split(basis) if basis is not None and basis.shape[0] > 1 else [basis] * self.num_layers
+            cached = tuple(replace(self, cos=c, sin=s, blocks=b, basis=p)
+                           for c, s, b, p in zip(split(self.cos), split(self.sin), split(self.blocks), bases))
             object.__setattr__(self, "_layer_cache", cached)
         return cached
 

@@ -10,10 +10,9 @@ import torch
 
 import liere
 
-ROTARY = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "spherical", "rope",
-          "string", "string_circulant"]
-LEARNED = ["liere", "comrope_ap", "comrope_ld", "rope_mixed", "spherical", "string", "string_circulant"]
-COMMUTING = ["comrope_ap", "comrope_ld", "rope_mixed", "rope_axial", "visionllama", "rope", "string", "string_circulant"]
+# Method lists come from the registry: a new method is tested without being named here.
+ROTARY = liere.encodings.rotary_methods()
+COMMUTING = [name for name in ROTARY if liere.METHODS[name].commuting]
 
 
 def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2, block_size=None, **options):
@@ -26,6 +25,10 @@ def make(name: str, *, pos_dims: int = 2, head_dim: int = 16, num_heads: int = 2
         with torch.no_grad():
             pe.skew_upper.normal_(0.0, 0.3)
     return pe
+
+
+#: The rotary methods with trainable generators (the others are fixed frequencies).
+LEARNED = [name for name in ROTARY if any(True for _ in make(name).parameters())]
 
 
 def oracle_rotation(pe, positions: torch.Tensor, layer: int = 0) -> torch.Tensor:

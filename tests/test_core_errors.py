@@ -8,7 +8,7 @@ from oracle import make
 
 
 def test_unknown_method_lists_known_ones():
-    with pytest.raises(ValueError, match=r"name: unknown position encoding 'lire'.*liere, comrope_ap.*visionllama"):
+    with pytest.raises(ValueError, match=r"name: unknown position encoding 'lire'.*liere, liere_dense, comrope_ap.*visionllama"):
         liere.build("lire", pos_dims=2, head_dim=8, num_heads=1)
     with pytest.raises(TypeError, match="name: expected a method name"):
         liere.build(3, pos_dims=2, head_dim=8, num_heads=1)
@@ -27,7 +27,7 @@ def test_block_size_out_of_range(block):
 
 
 def test_fixed_block_methods_reject_other_sizes():
-    with pytest.raises(ValueError, match="block_size: spherical RoPE uses 3x3 blocks"):
+    with pytest.raises(ValueError, match="block_size: 'spherical' uses 3x3 blocks"):
         liere.build("spherical", pos_dims=2, head_dim=16, num_heads=1, block_size=4)
     with pytest.raises(ValueError, match="block_size: .* uses 2x2 blocks"):
         liere.build("rope_axial", pos_dims=2, head_dim=16, num_heads=1, block_size=4)

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+import liere
+
 from oracle import ROTARY, make
 
 
@@ -10,7 +12,8 @@ from oracle import ROTARY, make
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_half_inputs_match_float32(name, dtype, scale):
-    pe = make(name, head_dim=32, num_heads=2, init_scale=1.0 / scale) if name == "liere" else make(name, head_dim=32, num_heads=2)
+    scaled = {"init_scale": 1.0 / scale} if "init_scale" in liere.METHODS[name].options else {}
+    pe = make(name, head_dim=32, num_heads=2, **scaled)
     pos = torch.rand(16, pe.pos_dims) * scale
     # Inputs representable exactly in half precision, so the only difference is the rotation's arithmetic.
     q = torch.randn(2, 2, 16, 32).to(dtype)

@@ -544,7 +544,19 @@ def parse_args(argv=None):
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    return p.parse_args(argv)
+    p.error = lambda message: p.exit(2, f"liere bench: error: {message}\n")  # one line, no usage block
+    args = p.parse_args(argv)
+    for name in ("repeats", "warmup", "batch", "threads"):
+        value, low = getattr(args, name), 0 if name == "warmup" else 1
+        if value is not None and value < low:
+            p.error(f"argument --{name}: expected an integer >= {low}, got {value}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f"argument --device: expected a torch device such as cpu or cuda, got {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"argument --device: {args.device!r} needs a CUDA GPU and this machine has none")
+    return args
 
 
 def main(argv=None) -> int:

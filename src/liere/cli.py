@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 import warnings
@@ -37,6 +38,13 @@ class CLIError(Exception):
     """Raised for a bad argument; ``main`` prints it and returns 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (``liere train: error: argument --lr: ...``), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 # ----- argument types: each raises ArgumentTypeError, which argparse turns into "argument --x: ..." and exit 2
 def _int_list(text: str) -> list[int]:
     try:
@@ -48,6 +56,23 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def _float_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.replace(" ", "").split(",") if v]
@@ -55,6 +80,8 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
     return values
 
 
@@ -87,7 +114,11 @@ def _devices(text: str):
         return text
     if "," in text:
         return _int_list(text)
-    return _positive_int(text)
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto, a positive number of devices or a list of ids like 0,1, "
+                                         f"got {text!r}") from None
 
 
 def _bool(text: str) -> bool:
@@ -100,6 +131,10 @@ def _bool(text: str) -> bool:
 
 def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     """Flags shared by train and compare; defaults are None so YAML/config values are kept unless given."""
+    from liere.encodings import ALIASES, METHODS
+    from liere.positions import CONVENTIONS
+    from liere.train.compare import DEFAULT_METHODS, TEXT_METHODS
+
     S = argparse.SUPPRESS
     g = p.add_argument_group("data")
     g.add_argument("--config", help="YAML recipe (a path, or a shipped one: cifar100, imagenet, ucf101, pointing)")
@@ -121,16 +156,15 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
         g.add_argument("--train-fraction", type=_float_list,
                        help="fractions of the training data, e.g. 0.1,0.3,1.0 (data efficiency)")
     else:
-        g.add_argument("--train-fraction", type=float, help="use this fraction of the training data")
+        g.add_argument("--train-fraction", type=_finite, help="use this fraction of the training data")
     g = p.add_argument_group("model")
     if compare:
         g.add_argument("--methods", type=_str_list,
-                       help="comma-separated encodings, NAME or NAME:BLOCK (default: absolute,rope_axial,"
-                            "rope_mixed,comrope_ld,liere:8,spherical; text: absolute,rope,liere:8)")
+                       help=f"comma-separated encodings, NAME or NAME:BLOCK (default: {','.join(DEFAULT_METHODS)}; "
+                            f"text: {','.join(TEXT_METHODS)})")
     else:
-        g.add_argument("--method", help="position encoding: liere, rope_mixed, rope_axial, visionllama, "
-                                        "comrope_ld, comrope_ap, string, string_circulant, spherical, rope, "
-                                        "absolute, none")
+        aliases = ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
+        g.add_argument("--method", help=f"position encoding: {', '.join(METHODS)} (aliases: {aliases})")
         g.add_argument("--block-size", type=_positive_int, help="rotation block size (liere: 2..head_dim)")
     g.add_argument("--size", help="model size: micro, nano, tiny (22M), base (86M), large")
     g.add_argument("--dim", type=_positive_int, help=S)
@@ -138,25 +172,25 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g.add_argument("--num-heads", type=_positive_int, help=S)
     g.add_argument("--patch-size", type=_patch, help="patch size, or T,H,W tubelet for video (e.g. 2,16,16)")
     g.add_argument("--pool", help="cls or mean")
-    g.add_argument("--num-registers", type=int, help="register tokens")
+    g.add_argument("--num-registers", type=_int_arg, help="register tokens")
     g.add_argument("--share-layers", type=_bool, help="true: one set of generators for all layers")
-    g.add_argument("--convention", help="position convention: liere, centers, index (default: the method's)")
-    g.add_argument("--position-jitter", type=float, metavar="SIGMA",
+    g.add_argument("--convention", help=f"position convention: {', '.join(CONVENTIONS)} (default: the method's)")
+    g.add_argument("--position-jitter", type=_finite, metavar="SIGMA",
                    help="ComRoPE's training-time jitter of patch coordinates, in patch spacings (default 0: off)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_positive_int)
-    g.add_argument("--max-steps", type=int, help=S)
+    g.add_argument("--max-steps", type=_int_arg, help=S)
     g.add_argument("--batch-size", type=_positive_int, help="per-device batch size")
-    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--lr", type=_finite, help="peak learning rate")
     g.add_argument("--optimizer", help="adam or adamw")
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--warmup-epochs", type=float)
-    g.add_argument("--label-smoothing", type=float, help=S)
+    g.add_argument("--weight-decay", type=_finite)
+    g.add_argument("--warmup-epochs", type=_finite)
+    g.add_argument("--label-smoothing", type=_finite, help=S)
     if not compare:
         g.add_argument("--seed", type=int)
     else:
         g.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: the recipe's compare.seeds, else 0)")
-        g.add_argument("--target-accuracy", type=float,
+        g.add_argument("--target-accuracy", type=_finite,
                        help="report steps and training seconds to reach this validation accuracy (e.g. 0.8)")
     g = p.add_argument_group("system")
     g.add_argument("--devices", type=_devices, help="devices per node (int, list or auto)")
@@ -164,7 +198,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g.add_argument("--accelerator", help="auto, cpu, gpu")
     g.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp, ...")
     g.add_argument("--precision", help="auto (bf16-mixed on capable GPUs, else 32-true), 32-true, bf16-mixed")
-    g.add_argument("--num-workers", type=int, help="DataLoader workers")
+    g.add_argument("--num-workers", type=_int_arg, help="DataLoader workers")
     g.add_argument("--threads", type=_positive_int, help="CPU threads per process")
     if compare:
         g.add_argument("--jobs", type=_positive_int,
@@ -174,7 +208,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
                                                        else " (default runs/train-<method>-<time>)"))
     g.add_argument("--logger", help="csv (default), tensorboard, none")
     g.add_argument("--progress", help="rich (default), tqdm, none")
-    g.add_argument("--val-every", type=float, help="validate every this fraction of an epoch")
+    g.add_argument("--val-every", type=_finite, help="validate every this fraction of an epoch")
     if compare:
         g.add_argument("--checkpoints", action="store_true", default=None, help="also save checkpoints of each run")
     else:
@@ -182,7 +216,7 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
         g.add_argument("--no-checkpoints", dest="checkpoints", action="store_false", default=None)
         g.add_argument("--resume", nargs="?", const="auto",
                        help="continue from CHECKPOINT, or (no value) from --out's checkpoints/last.ckpt")
-        g.add_argument("--kill-at-step", type=int, help=S)  # tests: SIGKILL self after this step
+        g.add_argument("--kill-at-step", type=_int_arg, help=S)  # tests: SIGKILL self after this step
 
 
 _NOT_CONFIG = {"config", "command", "methods", "seeds", "target_accuracy", "kill_at_step", "train_fraction", "jobs"}
@@ -215,19 +249,31 @@ def cmd_train(args) -> int:
 
     from liere.train import fit
     from liere.train.callbacks import KillAtStep
+    from liere.train.checkpoint import resolve_resume
+    from liere.train.config import validate
 
     console = Console()
+    if args.resume == "auto" and not args.out:
+        raise CLIError("--resume: give the run to continue with --out DIR (or a checkpoint: --resume PATH)")
     saved = Path(args.out) / "config.yaml" if args.out else None
-    if args.resume and not args.config and saved is not None and saved.is_file():
+    use_saved = args.resume and not args.config and saved is not None and saved.is_file()
+    if use_saved:
         # Resuming continues the run as it was configured; flags given now still override.
         args.config = str(saved)
-        console.print(f"resuming with the run's saved config {saved}")
     cfg = _make_config(args)
     if args.train_fraction is not None:
         cfg.train_fraction = args.train_fraction
+    validate(cfg)
     from liere.launch import check_config
 
     check_config(cfg)  # strategy/devices that cannot run here (FSDP on a CPU, ...): exit 2 before anything is written
+    if cfg.resume is not None:
+        # Which checkpoint, checked to load, before the run directory is touched; never a silent restart.
+        run_dir = Path(cfg.out) if cfg.out else None
+        point = resolve_resume(run_dir or Path("."), cfg.resume, required=True)
+        cfg.resume = point.path
+        console.print(point.describe(run_dir) + (f", with the run's saved config {saved}" if use_saved else ""),
+                      soft_wrap=True)
     callbacks = [KillAtStep(args.kill_at_step)] if args.kill_at_step else []
     result = fit(cfg, callbacks=callbacks)
     if result is None:
@@ -351,18 +397,24 @@ def cmd_report(args) -> int:
         print(f"wrote {outputs['csv']}, {outputs['markdown']}, " + ", ".join(map(str, outputs["plots"])))
         return 1 if gathered["launch"]["failed"] else 0
     results = load_results(args.results)
-    if isinstance(results.get("meta"), dict) and "cells" in results["meta"]:  # a study's results
-        from liere.train.study_report import render_study
-
-        src = Path(args.results)
-        outputs = render_study(results, args.out or (src if src.is_dir() else src.parent), Console())
-        print(f"wrote {outputs['csv']}, {outputs['markdown']}, " + ", ".join(map(str, outputs["plots"])))
-        return 0
-    if args.target_accuracy is not None:
-        results["meta"]["target_accuracy"] = args.target_accuracy
+    if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
+        raise CLIError(f"--target-accuracy: expected a fraction in (0, 1], got {args.target_accuracy}")
     src = Path(args.results)
-    out = args.out or (src if src.is_dir() else src.parent)
-    outputs = render(results, out, Console())
+    out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out: {out} is a file, expected a directory")
+    try:
+        if "cells" in results["meta"]:  # a study's results
+            from liere.train.study_report import render_study
+
+            outputs = render_study(results, out, Console())
+        else:
+            if args.target_accuracy is not None:
+                results["meta"]["target_accuracy"] = args.target_accuracy
+            outputs = render(results, out, Console())
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise CLIError(f"results: {args.results} holds values liere report cannot read "
+                       f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
     print(f"wrote {outputs['csv']}, {outputs['markdown']}, " + ", ".join(map(str, outputs["plots"])))
     return 0
 
@@ -390,7 +442,7 @@ def cmd_bench(args, rest: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from liere.launch.options import add_launch_args
 
-    parser = argparse.ArgumentParser(prog="liere", description="Train and compare rotary position encodings "
+    parser = _Parser(prog="liere", description="Train and compare rotary position encodings "
                                      "(LieRE, RoPE-Mixed, axial RoPE, ComRoPE, STRING, spherical, absolute).",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     sub = parser.add_subparsers(dest="command", metavar="{train,compare,study,report,inspect,bench}")
@@ -420,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="re-render tables and plots from results.json",
                        description="Re-render results.csv, summary.md and the plots of a comparison.")
     p.add_argument("results", help="a results.json, or the comparison directory holding it")
-    p.add_argument("--target-accuracy", type=float, help="recompute steps/time to this accuracy")
+    p.add_argument("--target-accuracy", type=_finite, help="recompute steps/time to this accuracy")
     p.add_argument("--out", help="output directory (default: next to results.json)")
     p = sub.add_parser("inspect", help="diagnose a trained encoding: commutators, relativity, frequencies",
                        description="Per layer and head: how far the generators are from commuting, how far the "
@@ -460,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_inspect(args)
         return cmd_report(args)
     except (ConfigError, CLIError) as e:
-        print(f"liere {args.command}: error: {e}", file=sys.stderr)
+        print(f"liere {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"liere {args.command}: interrupted", file=sys.stderr)

@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ._compat import tracing
+
 __all__ = ["CONVENTIONS", "SCALINGS", "grid", "train_spacing", "axis_coordinates", "with_prefix", "check_positions"]
 
 CONVENTIONS = ("liere", "centers", "index")
@@ -119,18 +121,26 @@ def grid(
 
 def with_prefix(positions: Tensor, num_prefix_tokens: int, value: float | Tensor = 0.0) -> Tensor:
     """Prepend positions for CLS/register tokens: (N, d) -> (P + N, d), or batched (B, N, d)."""
+    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
+        raise ValueError(f"num_prefix_tokens: expected an integer >= 0, got {num_prefix_tokens!r}")
+    if not isinstance(positions, Tensor) or positions.ndim not in (2, 3):
+        shape = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+        raise ValueError(f"positions: expected a tensor of shape (N, d) or (B, N, d), got {shape}")
     if num_prefix_tokens == 0:
         return positions
     d = positions.shape[-1]
-    prefix = torch.as_tensor(value, dtype=positions.dtype, device=positions.device)
-    prefix = prefix.expand(num_prefix_tokens, d) if prefix.ndim < 2 else prefix
+    try:
+        prefix = torch.as_tensor(value, dtype=positions.dtype, device=positions.device)
+        prefix = prefix.expand(num_prefix_tokens, d) if prefix.ndim < 2 else prefix
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"value: expected a number, ({d},) or ({num_prefix_tokens}, {d}) positions, "
+                         f"got {value!r}") from None
+    if prefix.shape != (num_prefix_tokens, d):
+        raise ValueError(f"value: expected a number, ({d},) or ({num_prefix_tokens}, {d}) positions, "
+                         f"got shape {tuple(prefix.shape)}")
     if positions.ndim == 3:
         prefix = prefix.expand(positions.shape[0], num_prefix_tokens, d)
     return torch.cat((prefix, positions), -2)
-
-
-def _is_tracing() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
 def check_positions(positions, pos_dims: int, name: str = "positions", dtype: torch.dtype = torch.float32) -> Tensor:
@@ -151,7 +161,7 @@ def check_positions(positions, pos_dims: int, name: str = "positions", dtype: to
     # graphs take their positions from buffers that were checked eagerly. On an
     # accelerator a host read is a synchronisation per forward pass, so the check
     # there is a device-side assertion that fails asynchronously instead.
-    if not _is_tracing():
+    if not tracing():
         finite = torch.isfinite(positions).all()
         if positions.device.type == "cpu":
             if not bool(finite):

@@ -90,6 +90,19 @@ class Rotation:
 
     # ----- slicing ------------------------------------------------------------------
     def _index(self, dim: int, index) -> "Rotation":
+        what = {0: "layer", 2: "heads", 3: "tokens"}.get(dim, "index")
+        size = self._data.shape[dim]
+        if isinstance(index, bool) or not isinstance(index, (int, slice, Tensor)):
+            raise TypeError(f"Rotation.{what}: expected an int, a slice or an index tensor, got {type(index).__name__}")
+        if isinstance(index, int) and not -size <= index < size:
+            raise IndexError(f"Rotation.{what}: index {index} out of range for {size} {what}")
+        if isinstance(index, Tensor):
+            if index.dtype in (torch.bool,) or index.is_floating_point() or index.is_complex():
+                raise TypeError(f"Rotation.{what}: expected an integer index tensor, got dtype {index.dtype}")
+            if index.numel() and (int(index.min()) < -size or int(index.max()) >= size):
+                raise IndexError(f"Rotation.{what}: index values must lie in [-{size}, {size}) for {size} {what}, "
+                                 f"got [{int(index.min())}, {int(index.max())}]")
+
         def take(t: Tensor | None) -> Tensor | None:
             if t is None:
                 return None

@@ -19,6 +19,16 @@ def test_help_for_every_subcommand(command, capsys):
     assert ("--methods" in out) == (command == "compare")
 
 
+def test_train_help_lists_every_method_and_convention_from_the_registry(capsys):
+    import liere
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps long help lines
+    for name in [*liere.METHODS, *liere.ALIASES, *liere.positions.CONVENTIONS]:
+        assert name in out, name
+
+
 def test_top_level_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

@@ -191,3 +191,30 @@ def test_lm_loss_decreases():
         opt.step()
         losses.append(loss.item())
     assert losses[0] > 3.0 and losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("method", ["liere", "rope_mixed", "absolute", "rope_axial"])
+def test_models_declare_their_undecayed_parameters(method):
+    """no_weight_decay() names real parameters: the encoding's all, the prefix tokens, nothing else."""
+    vit = small_vit(method, num_registers=2)
+    names = dict(vit.named_parameters())
+    skip = vit.no_weight_decay()
+    assert skip <= set(names) and {"cls_token", "registers"} <= skip
+    assert {n for n in names if n.startswith("pe.")} == {n for n in skip if n.startswith("pe.")}
+    lm = TextTransformer(method=method if method != "rope_axial" else "rope", dim=16, depth=2, num_heads=2,
+                         context_length=8, **({"block_size": 4} if method == "liere" else {}))
+    assert lm.no_weight_decay() == {n for n, _ in lm.named_parameters() if n.startswith("pe.")}
+
+
+def test_trainer_reads_no_weight_decay():
+    from liere.train.module import LieRETask
+
+    info = {"name": "toy", "kind": "image", "num_classes": 2, "in_chans": 3, "input_shape": (16, 16), "pos_dims": 2,
+            "mean": (0.5,) * 3, "std": (0.5,) * 3, "default_augment": None}
+    task = LieRETask({"method": "liere", "block_size": 4, "num_registers": 1}, info, steps_per_epoch=10)
+    decay, no_decay = task.configure_optimizers()["optimizer"].param_groups
+    undecayed = {id(p) for p in no_decay["params"]}
+    assert no_decay["weight_decay"] == 0 and decay["weight_decay"] > 0
+    for name, p in task.model.named_parameters():
+        expected = p.ndim < 2 or name in task.model.no_weight_decay()
+        assert (id(p) in undecayed) == expected, name

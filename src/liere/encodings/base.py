@@ -18,12 +18,14 @@ come out of one batched call as the leading L axis of the ``Rotation``.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
+from .._compat import tracing
 from ..ops.apply import LAYOUTS, apply_rotation_qk
 from ..ops.expm import skew_expm
 from ..positions import check_positions
@@ -41,19 +43,127 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def _tracing() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+def finite_float(name: str, value, *, positive: bool = False, non_negative: bool = False) -> float:
+    """A float option checked as positions are: finite (and > 0 or >= 0 where asked), else a ValueError naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if positive and number <= 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    if non_negative and number < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    return number
 
 
 class PositionEncoding(nn.Module):
-    """Common attributes: ``rotary`` methods rotate q and k, ``additive`` ones add to tokens."""
+    """What every encoding offers a model: two hooks, called by every model without asking which kind it is.
+
+    * ``embed(x, grid_shape)``: tokens (B, P + N, C) before the first block; the identity
+      unless the encoding is ``additive``.
+    * ``rotation(positions)``: the ``Rotation`` every attention block applies to q and k;
+      None unless the encoding is ``rotary``.
+
+    The class attributes are the method's facts, read by ``liere.encodings.registry``
+    (and through it by ``build``, the CLI and the training config): its ``build``
+    ``name`` and ``aliases``, its own ``options`` (keywords beyond the common ones),
+    its ``default_block_size`` (None: head_dim) and, when the structure allows only
+    one, its ``fixed_block_size``.
+
+    Fixed tensors (frequencies, axis generators, sin-cos tables, prefix positions) are
+    non-persistent buffers, recomputable by ``init_non_persistent_buffers()`` (timm's
+    convention). A model built on the meta device and moved with ``to_empty()`` gets
+    them recomputed automatically, so ``load_state_dict`` completes it.
+    """
+
+
+    #: Names of the fixed buffers ``_make_buffer`` computes.
+    _fixed_names: tuple = ()
+
+    def _register_fixed(self, name: str) -> None:
+        self._fixed_names = (*self._fixed_names, name)
+        self.register_buffer(name, self._make_buffer(name), persistent=False)
+
+    def _make_buffer(self, name: str) -> Tensor:
+        raise NotImplementedError(name)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the fixed buffers (in float32, or float64 after ``.double()``) on the module's device."""
+        for name in self._fixed_names:
+            old = self._buffers.get(name)
+            device = old.device if old is not None and old.device.type != "meta" else self._device()
+            with torch.device("cpu"):
+                value = self._make_buffer(name)
+            if old is not None and old.dtype == torch.float64 and value.is_floating_point():
+                value = value.double()
+            self._buffers[name] = value.to(device)
+        if hasattr(self, "_cache"):
+            self._cache.clear()
+
+    def _device(self) -> torch.device:
+        for t in (*self.parameters(), *self.buffers()):
+            if t.device.type != "meta":
+                return t.device
+        return torch.device("cpu")
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to(bfloat16)`` / ``.half()`` leave the fixed float buffers (frequencies, axes, prefix positions)
+        in float32: rounding theta^(-2j/D) to bf16 makes the angle at position 1,000 wrong by whole radians.
+        Learned parameters take the module's dtype and are used in float32 math; ``.double()`` still converts.
+        Fixed buffers that leave the meta device (``to_empty``) are recomputed."""
+        if hasattr(self, "_cache"):
+            self._cache.clear()
+        before = {name: b for name, b in self._buffers.items() if b is not None and b.is_floating_point()}
+        was_meta = any(b is not None and b.device.type == "meta" for b in self._buffers.values())
+        out = super()._apply(fn, *args, **kwargs)
+        for name, old in before.items():
+            new = self._buffers.get(name)
+            if new is not None and new.dtype in (torch.float16, torch.bfloat16) and old.dtype not in (
+                    torch.float16, torch.bfloat16):
+                self._buffers[name] = old.to(device=new.device, dtype=old.dtype)
+        if was_meta and not any(b is not None and b.device.type == "meta" for b in self._buffers.values()):
+            self.init_non_persistent_buffers()
+        return out
 
     name: str = ""
+    aliases: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    default_block_size: int | None = None
+    fixed_block_size: int | None = None
     rotary: bool = False
     additive: bool = False
     commuting: bool | None = None
     #: The position convention of the method's paper (see ``liere.positions``).
     default_convention: str = "liere"
+
+    def embed(self, x: Tensor, grid_shape=None) -> Tensor:
+        """Tokens (B, P + N, C) with the encoding added; the identity unless ``additive``."""
+        return x
+
+    def rotation(self, positions: Tensor) -> Rotation | None:
+        """R(p) for q and k; None unless ``rotary``."""
+        return None
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters weight decay must leave alone (timm/nanoGPT convention): all of them.
+
+        Generators and tables are not weights to shrink: decaying generators shrinks every rotation.
+        """
+        return {name for name, _ in self.named_parameters()}
+
+    @classmethod
+    def block_size_for(cls, head_dim: int, block_size: int | None = None) -> int | None:
+        """The block size a build with ``block_size`` uses: the fixed one, the requested one, or the default."""
+        if cls.fixed_block_size is not None:
+            if block_size is not None and block_size != cls.fixed_block_size:
+                b = cls.fixed_block_size
+                raise ValueError(f"block_size: {cls.name!r} uses {b}x{b} blocks, got {block_size}")
+            return cls.fixed_block_size
+        if block_size is not None:
+            return block_size
+        return cls.default_block_size or head_dim
 
 
 class RotaryEncoding(PositionEncoding):
@@ -67,7 +177,7 @@ class RotaryEncoding(PositionEncoding):
         pos_dims: int,
         head_dim: int,
         num_heads: int,
-        block_size: int,
+        block_size: int | None = None,
         rotary_dim: int | None = None,
         num_layers: int = 1,
         share_layers: bool = False,
@@ -85,6 +195,7 @@ class RotaryEncoding(PositionEncoding):
         self.rotary_dim = head_dim if rotary_dim is None else _positive_int("rotary_dim", rotary_dim)
         if self.rotary_dim > head_dim:
             raise ValueError(f"rotary_dim: expected at most head_dim={head_dim}, got {rotary_dim}")
+        block_size = self.block_size_for(self.rotary_dim, block_size)
         if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= self.rotary_dim:
             limit = f"head_dim={head_dim}" if self.rotary_dim == head_dim else f"rotary_dim={self.rotary_dim}"
             raise ValueError(f"block_size: expected 2 <= block_size <= {limit}, got {block_size}")
@@ -98,7 +209,12 @@ class RotaryEncoding(PositionEncoding):
             raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
         if prefix_position is not None:
-            prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
+            try:
+                prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"prefix_position: expected numbers, got {prefix_position!r}") from None
+            if prefix.device.type != "meta" and not bool(torch.isfinite(prefix).all()):
+                raise ValueError(f"prefix_position: contains NaN or inf values ({prefix_position!r})")
             if prefix.ndim == 1:
                 prefix = prefix.expand(self.num_prefix_tokens, -1)
             if prefix.shape != (self.num_prefix_tokens, pos_dims) or self.num_prefix_tokens == 0:
@@ -106,11 +222,19 @@ class RotaryEncoding(PositionEncoding):
                     f"prefix_position: expected shape ({pos_dims},) or (num_prefix_tokens={self.num_prefix_tokens}, "
                     f"{pos_dims}) with num_prefix_tokens > 0, got {tuple(prefix.shape)}"
                 )
-            self.register_buffer("prefix_position", prefix.clone(), persistent=False)
+            self._prefix_value = prefix_position.tolist() if isinstance(prefix_position, Tensor) and \
+                prefix_position.device.type != "meta" else prefix_position
+            self._register_fixed("prefix_position")
         else:
             self.prefix_position = None
         self.cache = cache
         self._cache: OrderedDict = OrderedDict()
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name == "prefix_position":
+            prefix = torch.as_tensor(self._prefix_value, dtype=torch.float32)
+            return (prefix.expand(self.num_prefix_tokens, -1) if prefix.ndim == 1 else prefix).clone()
+        return super()._make_buffer(name)
 
     # ----- what a method defines --------------------------------------------------------
     def generator_blocks(self) -> Tensor:
@@ -140,7 +264,7 @@ class RotaryEncoding(PositionEncoding):
                 rotation = self._compute(torch.cat((prefix, positions), 1))
             else:
                 rotation = self._pad_prefix(self._compute(positions))
-        if key is not None:
+        if key is not None and not rotation._data.requires_grad:  # never keep (or serve) a graph
             self._cache[key] = rotation
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -208,19 +332,27 @@ class RotaryEncoding(PositionEncoding):
         return replace(rotation, blocks=torch.cat((eye.expand(shape), blocks), 3))
 
     def _cache_key(self, positions: Tensor):
-        """Eval-mode cache key: position values, device, dtype and the parameters' versions."""
-        if not self.cache or self.training or _tracing() or torch.is_grad_enabled() and self._has_grad_params():
+        """Eval-mode cache key: everything the rotation depends on, or None to bypass the cache.
+
+        The key holds the exact position values (their bytes, not a hash of them), shape,
+        device and dtype, the prefix settings, the parameters' and buffers' identities and
+        versions, and whether inference mode is on (inference tensors cannot enter autograd).
+        Calls whose result would carry a graph -- positions that require grad (learned
+        coordinates, point clouds), or trainable parameters with grad enabled -- bypass it.
+        """
+        if not self.cache or self.training or tracing():
             return None
-        state = tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
-        values = tuple(positions.detach().reshape(-1).cpu().tolist())
-        return (tuple(positions.shape), positions.device, hash(values), state)
+        if torch.is_grad_enabled() and (positions.requires_grad or self._has_grad_params()):
+            return None
+        state = tuple((t.device, t.dtype, t.data_ptr(), t._version, tuple(t.shape))
+                      for t in (*self.parameters(), *self.buffers()))
+        values = positions.detach().contiguous().cpu().numpy().tobytes()
+        return (tuple(positions.shape), positions.device, positions.dtype, values, self.num_prefix_tokens,
+                torch.is_inference_mode_enabled(), state)
 
     def _has_grad_params(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
 
-    def _apply(self, fn, *args, **kwargs):
-        self._cache.clear()
-        return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True):
         self._cache.clear()
@@ -231,12 +363,7 @@ class PlanarEncoding(RotaryEncoding):
     """b = 2 methods: generators are frequencies, rotations are cos/sin of p . f."""
 
     commuting = True
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("block_size", 2)
-        if kwargs["block_size"] != 2:
-            raise ValueError(f"block_size: {type(self).__name__} uses 2x2 blocks, got {kwargs['block_size']}")
-        super().__init__(**kwargs)
+    fixed_block_size = 2
 
     def frequencies(self) -> Tensor:
         """(L, d, Hp, M) angular frequency of pair m along axis k."""

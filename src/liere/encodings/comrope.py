@@ -25,25 +25,28 @@ from torch import Tensor, nn
 
 from ..ops.expm import expm_4x4_scaled
 from ..rotation import Rotation
-from .base import BlockEncoding
+from .base import BlockEncoding, finite_float
 
 __all__ = ["ComRoPEAP", "ComRoPELD"]
 
 
 class _ComRoPE(BlockEncoding):
     commuting = True
+    options = ("init_std",)
+    default_block_size = 4
     default_convention = "centers"
 
     def __init__(self, *, init_std: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        if init_std < 0:
-            raise ValueError(f"init_std: expected a non-negative standard deviation, got {init_std}")
+        init_std = finite_float("init_std", init_std, non_negative=True)
         b = self.block_size
         self.matrices = nn.Parameter(init_std * torch.randn(self.param_layers, self.param_heads, self.num_blocks, b, b))
 
     def skew(self) -> Tensor:
-        """S_m = P_m - P_m^T, shape (L, Hp, M, b, b)."""
-        return self.matrices - self.matrices.transpose(-1, -2)
+        """S_m = P_m - P_m^T, shape (L, Hp, M, b, b), in float32 at least (after ``.half()`` too)."""
+        m = self.matrices
+        m = m.float() if m.dtype in (torch.float16, torch.bfloat16) else m
+        return m - m.transpose(-1, -2)
 
     def block_angles(self, positions: Tensor) -> Tensor:
         """t_m(p), the scalar multiplying S_m: broadcastable to (L, B', Hp, N, M)."""
@@ -67,7 +70,12 @@ class ComRoPEAP(_ComRoPE):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.register_buffer("block_axis", torch.arange(self.num_blocks) % self.pos_dims, persistent=False)
+        self._register_fixed("block_axis")
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "block_axis":
+            return super()._make_buffer(name)
+        return torch.arange(self.num_blocks) % self.pos_dims
 
     def generator_blocks(self) -> Tensor:
         owned = nn.functional.one_hot(self.block_axis, self.pos_dims).T.float()  # (d, M)

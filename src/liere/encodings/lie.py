@@ -21,17 +21,20 @@ import torch
 from torch import Tensor, nn
 
 from ..rotation import Rotation
-from .base import BlockEncoding, skew_from_upper
+from .base import BlockEncoding, finite_float, skew_from_upper
 
-__all__ = ["LieRE"]
+__all__ = ["LieRE", "LieREDense"]
 
 
 class LieRE(BlockEncoding):
     name = "liere"
+    options = ("init_scale",)
+    default_block_size = None  # head_dim: the paper's dense generator
     default_convention = "liere"
 
     def __init__(self, *, init_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
+        init_scale = finite_float("init_scale", init_scale)
         self.commuting = self.block_size == 2
         b = self.block_size
         shape = (self.param_layers, self.pos_dims, self.param_heads, self.num_blocks, b * (b - 1) // 2)
@@ -46,3 +49,16 @@ class LieRE(BlockEncoding):
             angles = torch.einsum("bnd,ldhm->lbhnm", positions, -self.upper[..., 0].to(positions.dtype))
             return Rotation(self.head_dim, cos=torch.cos(angles), sin=torch.sin(angles))
         return super()._compute(positions)
+
+
+class LieREDense(LieRE):
+    """LieRE as the paper states it: one dense generator per axis and head, b = head_dim, whatever is asked."""
+
+    name = "liere_dense"
+
+    @classmethod
+    def block_size_for(cls, head_dim: int, block_size: int | None = None) -> int:
+        if block_size is not None and block_size != head_dim:
+            raise ValueError(f"block_size: 'liere_dense' uses one head_dim x head_dim block (head_dim={head_dim}), "
+                             f"got {block_size}; use 'liere' for smaller blocks")
+        return head_dim

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import PlanarEncoding
+from .base import PlanarEncoding, finite_float
 
 __all__ = ["RoPE1D", "AxialRoPE", "VisionLlamaRoPE", "split_pairs"]
 
@@ -33,6 +33,7 @@ def split_pairs(num_pairs: int, pos_dims: int) -> list[int]:
 
 class RoPE1D(PlanarEncoding):
     name = "rope"
+    options = ("theta",)
     default_convention = "index"
 
     def __init__(self, *, theta: float = 10000.0, **kwargs):
@@ -40,12 +41,14 @@ class RoPE1D(PlanarEncoding):
         if self.pos_dims != 1:
             raise ValueError(f"pos_dims: 'rope' is 1-D RoPE and needs pos_dims=1, got {self.pos_dims}; "
                              f"use 'rope_axial' or 'rope_mixed' for {self.pos_dims}-D positions")
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
-        self.theta = float(theta)
+        self.theta = finite_float("theta", theta, positive=True)
+        self._register_fixed("freqs")
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "freqs":
+            return super()._make_buffer(name)
         j = torch.arange(self.num_blocks, dtype=torch.float64)
-        freqs = self.theta ** (-2.0 * j / self.rotary_dim)
-        self.register_buffer("freqs", freqs.float().view(1, 1, 1, -1), persistent=False)
+        return (self.theta ** (-2.0 * j / self.rotary_dim)).float().view(1, 1, 1, -1)
 
     def frequencies(self) -> Tensor:
         return self.freqs
@@ -53,20 +56,25 @@ class RoPE1D(PlanarEncoding):
 
 class AxialRoPE(PlanarEncoding):
     name = "rope_axial"
+    aliases = ("rope_vit",)
+    options = ("theta",)
     default_convention = "index"
 
     def __init__(self, *, theta: float = 100.0, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
-        self.theta = float(theta)
+        self.theta = finite_float("theta", theta, positive=True)
+        self._register_fixed("freqs")
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "freqs":
+            return super()._make_buffer(name)
         freqs = torch.zeros(1, self.pos_dims, 1, self.num_blocks, dtype=torch.float64)
         start = 0
         for axis, count in enumerate(split_pairs(self.num_blocks, self.pos_dims)):
             j = torch.arange(count, dtype=torch.float64)
             freqs[0, axis, 0, start : start + count] = self.theta ** (-j / max(count, 1))
             start += count
-        self.register_buffer("freqs", freqs.float(), persistent=False)
+        return freqs.float()
 
     def frequencies(self) -> Tensor:
         return self.freqs
@@ -82,12 +90,18 @@ class VisionLlamaRoPE(PlanarEncoding):
         if per_axis < 1:
             raise ValueError(f"head_dim: visionllama needs at least one channel pair per axis, got head_dim="
                              f"{self.head_dim} for pos_dims={self.pos_dims}")
+        self._register_fixed("freqs")
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "freqs":
+            return super()._make_buffer(name)
+        per_axis = self.num_blocks // self.pos_dims
         freqs = torch.zeros(1, self.pos_dims, 1, self.num_blocks, dtype=torch.float64)
         j = torch.arange(per_axis, dtype=torch.float64)
         magnitudes = torch.exp(-4.0 * j / max(per_axis - 1, 1))
         for axis in range(self.pos_dims):
             freqs[0, axis, 0, axis * per_axis : (axis + 1) * per_axis] = magnitudes
-        self.register_buffer("freqs", freqs.float(), persistent=False)
+        return freqs.float()
 
     def frequencies(self) -> Tensor:
         return self.freqs

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import PlanarEncoding
+from .base import PlanarEncoding, finite_float
 from .rope import split_pairs
 
 __all__ = ["MixedRoPE", "initial_frequencies"]
@@ -31,6 +31,11 @@ def _random_rotation(pos_dims: int) -> Tensor:
     flipping one column when det = -1 keeps it Haar on SO(d). In 2-D the second
     direction is then always the first turned by +90 degrees, as in the paper's code.
     """
+    with torch.device("cpu"):  # also under a meta-device context: the draw needs real values
+        return _random_rotation_cpu(pos_dims)
+
+
+def _random_rotation_cpu(pos_dims: int) -> Tensor:
     if pos_dims == 1:
         return torch.ones(1, 1)
     q, r = torch.linalg.qr(torch.randn(pos_dims, pos_dims))
@@ -51,7 +56,7 @@ def initial_frequencies(layers: int, pos_dims: int, heads: int, pairs: int, thet
     freqs = torch.empty(layers, pos_dims, heads, pairs)
     for layer in range(layers):
         for head in range(heads):
-            frame = _random_rotation(pos_dims) if rotate else torch.eye(pos_dims)
+            frame = (_random_rotation(pos_dims) if rotate else torch.eye(pos_dims)).to(freqs.device)
             # Column g of the frame is the direction of group g.
             freqs[layer, :, head, :] = frame[:, groups] * magnitudes
     return freqs
@@ -59,12 +64,12 @@ def initial_frequencies(layers: int, pos_dims: int, heads: int, pairs: int, thet
 
 class MixedRoPE(PlanarEncoding):
     name = "rope_mixed"
+    options = ("theta", "rotate")
     default_convention = "index"
 
     def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         freqs = initial_frequencies(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks, theta, rotate)
         self.freqs = nn.Parameter(freqs)
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..ops.expm import skew_expm
 from ..rotation import Rotation
-from .base import BlockEncoding
+from .base import BlockEncoding, finite_float
 
 __all__ = ["SphericalRoPE", "AXIS_GENERATORS"]
 
@@ -42,20 +42,23 @@ class SphericalRoPE(BlockEncoding):
     name = "spherical"
     commuting = False
     composes_axes = True
+    options = ("theta",)
+    fixed_block_size = 3
     default_convention = "index"
 
     def __init__(self, *, theta: float = 10.0, **kwargs):
-        kwargs.setdefault("block_size", 3)
-        if kwargs["block_size"] != 3:
-            raise ValueError(f"block_size: spherical RoPE uses 3x3 blocks, got {kwargs['block_size']}")
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         m = self.num_blocks
         magnitudes = theta ** (-torch.arange(m, dtype=torch.float32) / max(m, 1))
         self.freqs = nn.Parameter(magnitudes.expand(self.param_layers, self.pos_dims, self.param_heads, m).clone())
+        self._register_fixed("axis_generators")  # (d, 3, 3)
+
+    def _make_buffer(self, name: str) -> Tensor:
+        if name != "axis_generators":
+            return super()._make_buffer(name)
         axes = [_AXIS_OF_COORDINATE[k % 3] for k in range(self.pos_dims)]
-        self.register_buffer("axis_generators", AXIS_GENERATORS[axes], persistent=False)  # (d, 3, 3)
+        return AXIS_GENERATORS[axes].clone()
 
     def generator_blocks(self) -> Tensor:
         return self.freqs[..., None, None] * self.axis_generators[None, :, None, None]

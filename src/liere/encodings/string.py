@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from ..ops.apply import check_rotation_fits
 from ..rotation import Rotation
-from .base import PlanarEncoding, _tracing, skew_from_upper
+from .._compat import tracing
+from .base import PlanarEncoding, finite_float, skew_from_upper
 from .rope_mixed import initial_frequencies
 
 __all__ = ["CayleySTRING", "CirculantSTRING", "cayley", "fourier_basis"]
@@ -125,11 +126,11 @@ class _String(PlanarEncoding):
 
 class CayleySTRING(_String):
     name = "string"
+    options = ("theta", "rotate")
 
     def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         freqs = initial_frequencies(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks, theta, rotate)
         self.freqs = nn.Parameter(freqs)
         r = self.rotary_dim
@@ -140,51 +141,67 @@ class CayleySTRING(_String):
 
     def skew(self) -> Tensor:
         """S, (L, Hp, r, r)."""
-        return skew_from_upper(self.skew_upper, self.rotary_dim)
+        return skew_from_upper(_fp32(self.skew_upper), self.rotary_dim)
 
     def basis(self) -> Tensor:
         return cayley(self.skew())
 
 
+def _fp32(t: Tensor) -> Tensor:
+    """Learned values are used in float32 math, also after ``.half()`` / ``.to(bfloat16)``."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 class CirculantSTRING(_String):
     name = "string_circulant"
+    options = ("theta", "rotate")
 
     def __init__(self, *, theta: float = 10.0, rotate: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if theta <= 0:
-            raise ValueError(f"theta: expected a positive base, got {theta}")
+        theta = finite_float("theta", theta, positive=True)
         r = self.rotary_dim
         if r < 3:
             raise ValueError(f"rotary_dim: string_circulant needs at least 3 channels, got {r}")
         self.num_blocks = (r - 1) // 2  # Fourier frequencies 1 .. ceil(r/2) - 1
-        f = fourier_basis(r)
-        # T[n, j] = s_j^T (circ(e_n) - circ(e_n)^T) c_j, so frequencies = c @ T (linear in c).
-        shifts = circulant(torch.eye(r, dtype=torch.float64))  # (r, r, r): shifts[n] = circ(e_n)
-        gens = shifts - shifts.transpose(-1, -2)
-        cos_v, sin_v = f[:, 0 : 2 * self.num_blocks : 2], f[:, 1 : 2 * self.num_blocks : 2]
-        transfer = torch.einsum("ij,nik,kj->nj", sin_v, gens, cos_v)  # (r, M)
-        self.register_buffer("fourier", f.float()[None, None], persistent=False)  # (1, 1, r, r)
-        self.register_buffer("transfer", transfer.float(), persistent=False)
+        self._register_fixed("fourier")  # (1, 1, r, r)
+        self._register_fixed("transfer")  # (r, M)
+        transfer = self.transfer.double()
         # Start at RoPE-Mixed's frequencies: the least-norm c with c @ T = f0.
         target = initial_frequencies(self.param_layers, self.pos_dims, self.param_heads, self.num_blocks, theta,
                                      rotate).double()
         self.columns = nn.Parameter((target @ torch.linalg.pinv(transfer)).float())  # (L, d, Hp, r)
 
+    def _make_buffer(self, name: str) -> Tensor:
+        if name not in ("fourier", "transfer"):
+            return super()._make_buffer(name)
+        r = self.rotary_dim
+        f = fourier_basis(r)
+        if name == "fourier":
+            return f.float()[None, None]
+        # T[n, j] = s_j^T (circ(e_n) - circ(e_n)^T) c_j, so frequencies = c @ T (linear in c).
+        shifts = circulant(torch.eye(r, dtype=torch.float64))  # (r, r, r): shifts[n] = circ(e_n)
+        gens = shifts - shifts.transpose(-1, -2)
+        cos_v, sin_v = f[:, 0 : 2 * self.num_blocks : 2], f[:, 1 : 2 * self.num_blocks : 2]
+        return torch.einsum("ij,nik,kj->nj", sin_v, gens, cos_v).float()
+
     def frequencies(self) -> Tensor:
-        return self.columns @ self.transfer.to(self.columns.dtype)
+        columns = _fp32(self.columns)
+        return columns @ self.transfer.to(columns.dtype)
 
     def basis(self) -> Tensor:
-        return self.fourier.to(self.columns.dtype)
+        return self.fourier.to(_fp32(self.columns).dtype)
 
     def forward(self, q: Tensor, k: Tensor, positions_or_rotation, *, layer: int = 0):
         rotation = positions_or_rotation
         if not isinstance(rotation, Rotation):
             rotation = self.rotation(rotation)
         rotation = rotation.layer(self._check_layer(layer))
-        if rotation.basis is None or _tracing() or not rotation.is_planar:
+        if rotation.basis is None or tracing() or not rotation.is_planar:
             return super().forward(q, k, rotation, layer=layer)
         check_rotation_fits(q, rotation, self.layout, "q")
         check_rotation_fits(k, rotation, self.layout, "k")
+        if q.numel() == 0:  # an empty batch: nothing to rotate
+            return q.clone(), k.clone()
         return self._rotate_fft(q, rotation), self._rotate_fft(k, rotation)
 
     def _rotate_fft(self, x: Tensor, rotation: Rotation) -> Tensor:

@@ -23,7 +23,10 @@ What ``convert`` does, in place:
   with R_i block i's rotation;
 * with ``remove_abs_pos=True`` drops the learned absolute table
   (``model.pos_embed = None``), so the model is position-aware through the
-  rotation alone.
+  rotation alone;
+* extends the model's ``no_weight_decay()`` (the names timm's optimizer factory,
+  ``timm.optim.create_optimizer_v2``, keeps out of weight decay) with the
+  encoding's parameters, as the encoding declares them.
 
 Convert a pretrained model after loading its weights: the attention weights are
 reused as they are. The converted model's own state dict round-trips through
@@ -32,11 +35,14 @@ reused as they are. The converted model's own state dict round-trips through
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import positions as _positions
-from ..encodings import METHODS, build, canonical_name
+from ..encodings import build, method_class
+from ..ops.apply import apply_rotation_qk
 from ..rotation import Rotation
 
 __all__ = ["convert", "RotaryAttention", "TimmRotary", "patch_grid"]
@@ -74,6 +80,9 @@ class TimmRotary(nn.Module):
         images = args[0]
         grid = patch_grid(patch_embed, images.shape[-2:])
         self.rotation = self.pe.rotation(self.positions(grid, images.device))
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"pe.{name}" for name in self.pe.no_weight_decay()}
 
     def __getstate__(self):
         # Copies and pickles start without the last pass's rotation (part of an autograd graph).
@@ -119,7 +128,7 @@ class RotaryAttention(nn.Module):
         if rotation is None:
             raise RuntimeError("RotaryAttention: no rotation for this pass; call the converted model "
                                "(or its forward_features), not a block on its own")
-        q, k = self.context.pe(q, k, rotation, layer=self.layer)
+        q, k = apply_rotation_qk(q, k, rotation.layer(self.layer))
         dropout = self.attn_drop.p if self.training and isinstance(self.attn_drop, nn.Dropout) else 0.0
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal,
                                            scale=self.scale)
@@ -130,6 +139,10 @@ class RotaryAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, head_dim={self.head_dim}, layer={self.layer}"
+
+
+def _no_weight_decay(names: frozenset[str]) -> set[str]:
+    return set(names)
 
 
 def _make_dynamic(model: nn.Module) -> None:
@@ -170,7 +183,7 @@ def convert(
         raise TypeError(f"convert: expected a timm VisionTransformer, got {type(model).__name__}")
     if getattr(model, "liere_pe", None) is not None:
         raise ValueError("convert: this model is already converted")
-    if not METHODS[canonical_name(method)].rotary:
+    if not method_class(method).rotary:
         raise ValueError(f"convert: {method!r} is not a rotary method; timm's own pos_embed is the absolute baseline")
     for block in blocks:  # check every block before changing any
         attn = getattr(block, "attn", None)
@@ -192,5 +205,10 @@ def convert(
         _make_dynamic(model)
     if remove_abs_pos:
         model.pos_embed = None
+    # timm's optimizer factory reads model.no_weight_decay(): add the encoding's names (a partial, so the
+    # model still pickles and deep-copies).
+    declared = model.no_weight_decay() if callable(getattr(model, "no_weight_decay", None)) else set()
+    names = set(declared) | {f"liere_pe.{name}" for name in context.no_weight_decay()}
+    model.no_weight_decay = partial(_no_weight_decay, frozenset(names))
     model.patch_embed.register_forward_pre_hook(context.begin)
     return model

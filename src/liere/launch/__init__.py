@@ -1,14 +1,14 @@
 """Where runs execute: local processes, submitit (SLURM), Ray; one interface.
 
 ``liere compare`` and ``liere study`` build a plan of runs, each with its own run
-directory; a launcher runs the plan (``base.Launcher.run``). Runs that finished are
+directory; a launcher runs the plan (``liere.train.runs.Launcher.run``). Runs that finished are
 skipped before anything is launched, and results are always read back from the run
 directories, so ``liere report`` gathers a sweep submitted hours earlier (``sweep``).
 """
 
 from __future__ import annotations
 
-from .base import GatherLauncher, Launched, Launcher, LocalLauncher
+from liere.train.runs import GatherLauncher, Launched, Launcher, LocalLauncher
 from .options import LAUNCHERS, LaunchError, LaunchOptions, add_launch_args, check_config, options_from_args
 
 __all__ = ["LAUNCHERS", "LaunchError", "LaunchOptions", "Launched", "Launcher", "LocalLauncher", "GatherLauncher",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from .base import Launched, Launcher, cores, payload
+from liere.train.runs import Launched, Launcher, cores, payload
 from .options import LaunchError, LaunchOptions
 
 __all__ = ["RayLauncher"]
@@ -59,7 +59,7 @@ class RayLauncher(Launcher):
     def run(self, plan, record, *, console=None, show_progress: bool = True) -> Launched:
         import ray
 
-        from liere.train.study import finished_result
+        from liere.train.runs import finished_result
 
         from .worker import run_payload
 

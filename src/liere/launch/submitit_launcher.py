@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from .base import Launched, Launcher, cores, payload
+from liere.train.runs import Launched, Launcher, cores, payload
 from .options import LaunchOptions, device_count
 
 __all__ = ["SubmititLauncher"]
@@ -121,7 +121,7 @@ class SubmititLauncher(Launcher):
         os.replace(tmp, self._active_file())
 
     def run(self, plan, record, *, console=None, show_progress: bool = True) -> Launched:
-        from liere.train.study import finished_result
+        from liere.train.runs import finished_result
 
         out = Launched(where=self.where)
         if not plan:

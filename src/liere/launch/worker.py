@@ -15,7 +15,7 @@ def run_payload(payload: dict) -> dict | None:
 
     from liere.train.config import config_from
     from liere.train.run import fit
-    from liere.train.study import finished_result
+    from liere.train.runs import finished_result
 
     os.chdir(payload["cwd"])  # relative run directories and data paths mean what they meant where the sweep started
     warnings.filterwarnings("ignore")

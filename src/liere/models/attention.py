@@ -1,20 +1,15 @@
-"""Transformer blocks with a pluggable position encoding.
+"""Transformer blocks that rotate q and k by a ``Rotation``.
 
 One pre-norm block computes
 
     x <- x + Attn(LN(x)),   x <- x + MLP(LN(x)),
 
-    Attn(x) = softmax((R_q q)(R_k k)^T / sqrt(D)) v      (scaled_dot_product_attention)
+    Attn(x) = softmax((R_i q)(R_i k)^T / sqrt(D)) v      (scaled_dot_product_attention)
 
-where q, k, v = x W_qkv split into heads, and (R_q q, R_k k) = pe(q, k, R, layer=i)
-for rotary encodings. The rotation ``R`` is computed once per forward pass by the
-model (``R = pe.rotation(positions)``) and passed to every block; a block never
-computes rotations itself. Additive encodings (``absolute``) are applied by the
-model before the first block, so blocks receive ``R = None`` and leave q, k alone.
-
-The position encoding module is owned by the model and passed to ``forward``:
-it is registered once (its parameters appear once in the state dict), while
-per-layer generators are selected by ``layer``.
+where q, k, v = x W_qkv split into heads and R_i = R.layer(i) is block i's slice of
+the rotation. The model computes ``R = pe.rotation(positions)`` once per forward pass
+and passes it to every block; a block knows nothing of the encoding that made it.
+``R = None`` (additive or no encoding) leaves q and k alone.
 """
 
 from __future__ import annotations
@@ -23,11 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.apply import apply_rotation_qk
+from ..rotation import Rotation
+
 __all__ = ["Attention", "MLP", "Block", "DropPath"]
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention``, rotating q and k by ``pe``."""
+    """Multi-head self-attention through ``F.scaled_dot_product_attention``, rotating q and k by ``rotation``."""
 
     def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, causal: bool = False):
         super().__init__()
@@ -37,12 +35,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, pe: nn.Module | None = None, rotation=None, layer: int = 0) -> Tensor:
+    def forward(self, x: Tensor, rotation: Rotation | None = None, layer: int = 0) -> Tensor:
         b, n, c = x.shape
-        # (B, N, 3C) -> 3 x (B, H, N, D): the "bhnd" layout SDPA and the encodings expect.
+        # (B, N, 3C) -> 3 x (B, H, N, D): the "bhnd" layout of SDPA and of apply_rotation_qk.
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rotation is not None:
-            q, k = pe(q, k, rotation, layer=layer)
+            q, k = apply_rotation_qk(q, k, rotation.layer(layer))
         out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
@@ -71,7 +69,7 @@ class DropPath(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block; ``layer`` is its index, which selects per-layer generators in ``pe``."""
+    """Pre-norm transformer block; ``layer`` is its index, which selects its slice of a per-layer rotation."""
 
     def __init__(self, dim: int, num_heads: int, *, layer: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  causal: bool = False, drop_path: float = 0.0):
@@ -83,8 +81,8 @@ class Block(nn.Module):
         self.mlp = MLP(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor, pe: nn.Module | None = None, rotation=None) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), pe, rotation, self.layer))
+    def forward(self, x: Tensor, rotation: Rotation | None = None) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), rotation, self.layer))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

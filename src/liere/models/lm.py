@@ -1,14 +1,22 @@
 """A small causal transformer for byte/character-level language modelling.
 
-    ids (B, T) --embedding--> (B, T, dim) --[absolute: + E]--> depth x causal Block(x, pe, R)
-        --> LN --> logits (B, T, vocab)   (output layer tied to the embedding, as in GPT-2)
+    ids (B, T) --embedding--> (B, T, dim) --pe.embed(x, (T,))--> depth x causal Block(x, R)
+        --> LN --> logits (B, T, vocab)   (output layer tied to the embedding, as in GPT-2),
+    R = pe.rotation(positions(T))
 
-Positions are 1-D, ``liere.positions.grid((T,), convention, train_shape=(context_length,))``;
-a sequence shorter than the training context uses the first T training positions,
-so a token's position never depends on how much text follows it (which keeps the
-model causal across lengths, not only within one). Longer sequences extend the
-grid under the convention, which is how length extrapolation is tested. Attention
-is causal SDPA; the rotation is computed once per forward pass, as in the ViT.
+As in the ViT, ``embed`` is the identity unless the encoding is additive and
+``rotation`` is None unless it is rotary. Positions are 1-D,
+``liere.positions.grid((T,), convention, train_shape=(context_length,))``. A
+sequence up to the training context uses the first T training positions (and an
+absolute table its first T rows), so within the training context a token's
+position does not depend on how much text follows it. Longer sequences place the
+whole grid anew under the convention, which is how length extrapolation is
+tested. Only ``index`` (coordinate i) keeps the earlier tokens' positions there:
+under ``centers`` ((i + 0.5) / T) and ``liere`` (linspace(0, T / context_length, T))
+every coordinate depends on T, so past ``context_length`` a token's position does
+change with how much text follows it (as does an absolute table, which is then
+interpolated). Attention is causal SDPA; the rotation is computed once per
+forward pass, as in the ViT.
 
 This is the setting where lucidrains reported that LieRE loses to 1-D RoPE; with
 ``method="rope"`` or ``method="liere"`` (pos_dims = 1) the claim can be checked.
@@ -20,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 import liere
+from liere.encodings import canonical_name, method_class
 from liere.positions import grid as position_grid
 
 from .attention import Block, init_weights
@@ -53,11 +62,13 @@ class TextTransformer(nn.Module):
             raise ValueError(f"dim: {dim} is not divisible by num_heads={num_heads}")
         if context_length < 1 or vocab_size < 1:
             raise ValueError(f"context_length and vocab_size must be positive, got {context_length}, {vocab_size}")
-        self.context_length, self.method = int(context_length), liere.encodings.canonical_name(method)
+        self.context_length, self.method = int(context_length), canonical_name(method)
         self.embed = nn.Embedding(vocab_size, dim)
         pe_options = dict(pe_options or {})
-        if self.method == "absolute":
+        options = method_class(self.method).options
+        if "grid_shape" in options:  # a table for the training context: its first rows for shorter text
             pe_options.setdefault("grid_shape", (self.context_length,))
+            pe_options.setdefault("truncate", True)
         self.pe = liere.build(
             self.method, pos_dims=1, head_dim=dim // num_heads, num_heads=num_heads, block_size=block_size,
             num_layers=depth, share_layers=share_layers, share_heads=share_heads, **pe_options,
@@ -94,18 +105,15 @@ class TextTransformer(nn.Module):
         if ids.ndim != 2:
             raise ValueError(f"ids: expected (B, T) token ids, got shape {tuple(ids.shape)}")
         length = ids.shape[1]
-        x = self.embed(ids)
-        rotation = None
-        if self.pe.additive:
-            if length <= self.context_length:
-                x = x + self.pe.embedding()[:length].to(x.dtype)
-            else:
-                x = self.pe(x, (length,))  # learned table interpolated: absolute cannot truly extrapolate
-        elif self.pe.rotary:
-            rotation = self.pe.rotation(self.positions(length))  # once, for every layer
+        x = self.pe.embed(self.embed(ids), (length,))  # absolute past the context: its table interpolated
+        rotation = self.pe.rotation(self.positions(length))  # once, for every layer
         for block in self.blocks:
-            x = block(x, self.pe, rotation)
+            x = block(x, rotation)
         return self.head(self.norm(x))
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters weight decay leaves alone (nanoGPT/timm convention): the encoding's."""
+        return {f"pe.{name}" for name in self.pe.no_weight_decay()}
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

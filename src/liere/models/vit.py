@@ -2,9 +2,12 @@
 
     x (B, C, *S) --patch/tubelet embedding (conv, stride = kernel = patch)--> tokens (B, N, dim), N = prod(S / patch)
       --prepend CLS + registers (P prefix tokens)--> (B, P + N, dim)
-      --[absolute: x + E(grid)]--> depth x Block(x, pe, R) --> LN --> pool (CLS or mean of patches) --> Linear
+      --pe.embed(x, grid)--> depth x Block(x, R) --> LN --> pool (CLS or mean of patches) --> Linear,
+    R = pe.rotation(positions(grid))
 
-For rotary encodings the patch positions come from ``liere.positions.grid`` under
+Every encoding has both hooks: ``embed`` is the identity unless the encoding is
+additive (``absolute`` adds its table), ``rotation`` is None unless it is rotary.
+The patch positions come from ``liere.positions.grid`` under
 the model's ``convention`` (default: the method's own, ``pe.default_convention``),
 relative to the training grid, so a model trained on 32x32 images evaluates on
 48x48 or 64x64 ones: the grid grows and the positions follow the convention.
@@ -31,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 import liere
+from liere.encodings import canonical_name, method_class
 from liere.positions import grid as position_grid
 
 from .attention import Block, init_weights
@@ -73,8 +77,7 @@ class ViT(nn.Module):
     Args:
         input_shape: training input size, (H, W) for images or (T, H, W) for video/volumes.
         patch_size: int or per-axis sizes (e.g. (2, 16, 16) tubelets).
-        method: any ``liere.build`` name (liere, rope_mixed, rope_axial, visionllama, comrope_ld,
-            comrope_ap, string, string_circulant, spherical, absolute, none).
+        method: any ``liere.build`` name (``liere.METHODS``, ``liere.ALIASES``).
         pool: "cls" (a CLS token) or "mean" (mean of the patch tokens).
         num_registers: extra learned prefix tokens (Darcet et al. 2024), dropped before pooling.
         share_layers: one set of generators for all layers (False: one per layer).
@@ -123,14 +126,14 @@ class ViT(nn.Module):
         if position_scaling not in liere.positions.SCALINGS:
             raise ValueError(f"position_scaling: expected one of {liere.positions.SCALINGS}, got {position_scaling!r}")
         self.position_jitter, self.position_scaling = float(position_jitter), position_scaling
-        self.input_shape, self.pool, self.method = input_shape, pool, liere.encodings.canonical_name(method)
+        self.input_shape, self.pool, self.method = input_shape, pool, canonical_name(method)
         self.patch_embed = PatchEmbed(_tuple(patch_size, len(input_shape), "patch_size"), in_chans, dim)
         self.grid_shape = self.patch_embed.grid_shape(input_shape)
         self.num_prefix_tokens = int(pool == "cls") + num_registers
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
         self.registers = nn.Parameter(torch.zeros(1, num_registers, dim)) if num_registers else None
         pe_options = dict(pe_options or {})
-        if self.method == "absolute":  # the table is sized for the training grid and resized for others
+        if "grid_shape" in method_class(self.method).options:  # a table sized for the training grid
             pe_options.setdefault("grid_shape", self.grid_shape)
         self.pe = liere.build(
             self.method, pos_dims=len(input_shape), head_dim=dim // num_heads, num_heads=num_heads,
@@ -194,21 +197,23 @@ class ViT(nn.Module):
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.registers) if t is not None]
         if prefix:
             x = torch.cat((*prefix, x), 1)
-        rotation = None
-        if self.pe.additive:
-            x = self.pe(x, grid_shape)
-        elif self.pe.rotary:
-            positions = self.positions(grid_shape)
-            if self.training and self.position_jitter > 0:
-                positions = self._jittered(positions)
-            rotation = self.pe.rotation(positions)  # once, for every layer
+        x = self.pe.embed(x, grid_shape)
+        positions = self.positions(grid_shape)
+        if self.training and self.position_jitter > 0:
+            positions = self._jittered(positions)
+        rotation = self.pe.rotation(positions)  # once, for every layer
         for block in self.blocks:
-            x = block(x, self.pe, rotation)
+            x = block(x, rotation)
         x = self.norm(x)
         return x[:, 0] if self.pool == "cls" else x[:, self.num_prefix_tokens :].mean(1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters weight decay leaves alone (timm convention): the encoding's, the CLS and register tokens."""
+        tokens = {name for name in ("cls_token", "registers") if getattr(self, name) is not None}
+        return tokens | {f"pe.{name}" for name in self.pe.no_weight_decay()}
 
     @torch.no_grad()
     def fold_position_basis(self) -> "ViT":

@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._compat import tracing
 from ..rotation import Rotation
 
 __all__ = ["apply_rotation", "apply_rotation_qk", "LAYOUTS"]
@@ -45,6 +46,11 @@ def _token_head_axes(layout: str) -> tuple[int, int]:
 def check_rotation_fits(x: Tensor, rotation: Rotation, layout: str, name: str = "x") -> None:
     """Raise a ValueError naming ``name`` when x cannot be rotated by ``rotation``."""
     token_axis, head_axis = _token_head_axes(layout)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor (rotating {x.dtype} values would truncate them), "
+                        f"got dtype {x.dtype}")
     if x.ndim != 4:
         shape = "(B, H, N, D)" if layout == "bhnd" else "(B, N, H, D)"
         raise ValueError(f"{name}: expected a 4-D tensor {shape} for layout={layout!r}, got shape {tuple(x.shape)}")
@@ -104,10 +110,6 @@ def _rotate_float32(x: Tensor, rotation: Rotation, layout: str) -> Tensor:
     if rotated < x.shape[-1]:
         out = torch.cat((out, x[..., rotated:].to(out.dtype)), -1)
     return out.to(x.dtype)
-
-
-def _tracing() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
 # ----- fast eager paths ---------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def _rotate_fast(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tens
 
 def _use_triton(x: Tensor, rotation: Rotation) -> bool:
     """The fused kernel runs for CUDA tensors it supports, outside tracing, when triton is installed."""
-    if not x.is_cuda or _tracing():
+    if not x.is_cuda or tracing():
         return False
     from . import triton_apply
 
@@ -313,7 +315,7 @@ def _dispatch(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tensor]
         from .triton_apply import rotate_triton
 
         return [rotate_triton(xs[0], rotation, layout)]
-    if _tracing():
+    if tracing():
         return [_rotate_eager(x, rotation, layout) for x in xs]
     return _rotate_fast(xs, rotation, layout)
 
@@ -333,13 +335,18 @@ def apply_rotation(x: Tensor, rotation: Rotation, *, layout: str = "bhnd", layer
     else:
         rotation = rotation.layer(layer)
     check_rotation_fits(x, rotation, layout)
+    if x.numel() == 0:  # an empty batch (B = 0) or no tokens: nothing to rotate
+        return x.clone()
     return _dispatch([x], rotation, layout)[0]
 
 
 def apply_rotation_qk(q: Tensor, k: Tensor, rotation: Rotation, *, layout: str = "bhnd", layer: int | None = None):
     """Rotate q and k by the same rotation (one fused pass on CUDA)."""
-    if not isinstance(q, Tensor) or not isinstance(k, Tensor):
-        raise TypeError("q, k: expected tensors")
+    for name, x in (("q", q), ("k", k)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(rotation, Rotation):
+        raise TypeError(f"rotation: expected a liere.Rotation, got {type(rotation).__name__}")
     if q.shape != k.shape:
         raise ValueError(f"q and k must have the same shape, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if layer is not None:
@@ -347,5 +354,8 @@ def apply_rotation_qk(q: Tensor, k: Tensor, rotation: Rotation, *, layout: str =
     elif rotation.num_layers != 1:
         raise ValueError(f"layer: the rotation holds {rotation.num_layers} layers; pass layer=i")
     check_rotation_fits(q, rotation, layout, "q")
+    check_rotation_fits(k, rotation, layout, "k")
+    if q.numel() == 0:  # an empty batch (B = 0) or no tokens: nothing to rotate
+        return q.clone(), k.clone()
     q, k = _dispatch([q, k], rotation, layout)
     return q, k

@@ -37,6 +37,8 @@ import math
 import torch
 from torch import Tensor
 
+from .._compat import tracing
+
 __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled"]
 
 # Past this many squarings the scaled norm would exceed 0.5 * 2**24 ~ 8e6, far
@@ -166,10 +168,6 @@ def _refine(a: Tensor, s: Tensor, theta: float) -> tuple[Tensor, Tensor, Tensor,
 def _scaled_powers(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     a = a.reshape(-1, a.shape[-2], a.shape[-1])
     return _refine(a, _num_squarings(a), _theta(a))
-
-
-def _is_static_context() -> bool:
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
 
 
 def _chunk_rows(n: int, itemsize: int, device: torch.device) -> int:
@@ -302,7 +300,7 @@ class _ExpmTaylorSS(torch.autograd.Function):
 
 def expm_taylor_ss(a: Tensor) -> Tensor:
     """General-size exponential by scaling and squaring (any square ``a``; exact for skew)."""
-    return _ExpmTaylorSS.apply(a, _is_static_context())
+    return _ExpmTaylorSS.apply(a, tracing())
 
 
 def skew_expm(a: Tensor) -> Tensor:

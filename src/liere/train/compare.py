@@ -20,12 +20,12 @@ after every run, so an interrupted comparison keeps what it finished, and
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig, validate
+from .jsonio import write_json
+from .runs import LocalLauncher, default_jobs, finished_result, note_launch
 
 __all__ = ["DEFAULT_METHODS", "parse_method", "run_compare", "default_jobs"]
 
@@ -47,63 +47,6 @@ def parse_method(spec: str) -> tuple[str, str, int | None]:
             raise ConfigError(f"--methods: block size in {spec!r} must be an integer >= 2")
         return spec.strip(), method, int(block)
     return spec.strip(), method, None
-
-
-class _QueueProgress:
-    """Lightning callback (built lazily, so this module imports without Lightning) reporting to a queue."""
-
-    def __new__(cls, queue, index: int, every: int = 5):
-        import lightning as L
-
-        class QueueProgress(L.Callback):
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                step = trainer.global_step
-                if step % every == 0:
-                    queue.put((index, "step", step, trainer.max_epochs * trainer.num_training_batches))
-
-            def on_validation_end(self, trainer, pl_module):
-                acc = trainer.callback_metrics.get("val/acc")
-                if acc is not None and not trainer.sanity_checking:
-                    queue.put((index, "val", trainer.global_step, float(acc)))
-
-        return QueueProgress()
-
-
-def _worker(cfg_dict: dict, index: int, threads: int, queue):
-    """One run in a worker process (spawned: no inherited thread pools or CUDA state)."""
-    import logging
-    import warnings
-
-    import torch
-
-    from .config import config_from
-    from .run import fit
-
-    warnings.filterwarnings("ignore")
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    torch.set_num_threads(threads)
-    cfg = config_from(cfg_dict)
-    cfg.threads = threads
-    return fit(cfg, callbacks=[_QueueProgress(queue, index)], quiet=True)
-
-
-def default_jobs(base: TrainConfig, num_runs: int) -> int:
-    """Parallel single-thread runs on CPU: one per core. Small models scale badly over threads, and
-    OpenMP threads that wait on each other collapse when anything else uses the cores."""
-    import torch
-
-    from .run import default_threads
-
-    on_cpu = base.accelerator == "cpu" or (base.accelerator == "auto" and not torch.cuda.is_available())
-    single = base.devices in (1, "1", [0]) and base.num_nodes == 1
-    return max(1, min(default_threads(1), num_runs)) if on_cpu and single else 1
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accuracy: float | None = None,
@@ -136,10 +79,13 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
                                           pe_options=dict(base.pe_options))
                 cfgs.append((label, validate(cfg)))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file, expected a directory")
     from .data import build_split
 
-    _, info = build_split(base, "train", num_samples=base.train_samples)
+    _, info = build_split(base, "train", num_samples=base.train_samples)  # bad data fails before out/ is made
+    build_split(base, "val", num_samples=base.val_samples)
+    out.mkdir(parents=True, exist_ok=True)
     train_size = info.input_shape[0] if info.kind == "text" else info.input_shape[-1]
     eval_sizes = sorted({train_size, *[int(s) for s in base.eval_sizes]})
     meta = {
@@ -171,18 +117,13 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
                        "run_dir": r["run_dir"]}
         results["runs"] = [finished[k] for k in sorted(finished)]
         meta["wall_time"] = time.perf_counter() - t_start
-        _write_json(out / "results.json", results)
+        write_json(out / "results.json", results)
         if console is not None and not quiet:
             accs = "  ".join(f"{s}: {100 * r['eval'][str(s)]['acc']:.1f}%" for s in eval_sizes)
             console.print(f"[bold]{label}[/bold] seed {cfg.seed}"
                           + (f" fraction {cfg.train_fraction:g}" if len(fractions) > 1 else "")
                           + f"  accuracy {accs}   [dim]{r['steps']} steps, {r['train_time']:.0f} s training, "
                             f"{len(finished)}/{len(plan)} runs done, {(time.perf_counter() - t_start) / 60:.1f} min[/dim]")
-
-    from liere.launch import LocalLauncher
-    from liere.launch.sweep import note_launch
-
-    from .study import finished_result
 
     todo = []
     for i, (_, cfg) in enumerate(plan):
@@ -203,53 +144,8 @@ def run_compare(base: TrainConfig, methods, seeds, fractions=(1.0,), target_accu
     if not results["runs"]:
         return {**results, "launch": launch}
     meta["wall_time"] = time.perf_counter() - t_start
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     results["outputs"] = {k: (str(v) if not isinstance(v, list) else [str(p) for p in v])
                           for k, v in render(results, out, console).items()}
     results["launch"] = launch
     return results
-
-
-def _run_parallel(plan, jobs: int, record, console) -> None:
-    """Run the plan on ``jobs`` spawned single-thread workers, with a live progress bar per running run."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    from .run import default_threads
-
-    threads = max(1, default_threads(1) // jobs)
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        queue = manager.Queue()
-        futures = {pool.submit(_worker, cfg.to_dict(), i, threads, queue): i for i, (_, cfg) in enumerate(plan)}
-        progress, tasks = None, {}
-        if console is not None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[acc]}"), TimeElapsedColumn(), console=console,
-                                transient=True)
-            progress.start()
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                while not queue.empty():
-                    i, kind, step, value = queue.get()
-                    if progress is None:
-                        continue
-                    if i not in tasks:
-                        label, cfg = plan[i]
-                        tasks[i] = progress.add_task(f"{label} seed {cfg.seed}", total=None, acc="")
-                    if kind == "step":
-                        progress.update(tasks[i], completed=step, total=value)
-                    else:
-                        progress.update(tasks[i], acc=f"val acc {100 * value:.1f}%")
-                for fut in done:
-                    i = futures[fut]
-                    if i in tasks:
-                        progress.remove_task(tasks.pop(i))
-                    record(i, fut.result())
-        finally:
-            if progress is not None:
-                progress.stop()

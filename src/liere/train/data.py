@@ -16,6 +16,8 @@ by the LightningModule, so it does not depend on history either.
 from __future__ import annotations
 
 import math
+import tarfile
+import zlib
 from pathlib import Path
 
 import lightning as L
@@ -70,9 +72,15 @@ def build_split(cfg: TrainConfig, split: str, size: int | None = None, num_sampl
             _CACHE[key] = build_dataset(cfg.task, split=split, image_size=size, num_samples=num_samples,
                                         seed=cfg.data_seed, **options)
         except FileNotFoundError as e:
-            raise ConfigError(f"--data-root: {e}") from None
+            raise ConfigError(f"{'--archive' if cfg.archive else '--data-root'}: {e}") from None
         except TypeError as e:  # an option the dataset does not take
             raise ConfigError(f"--task {cfg.task}: {e}") from None
+        except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeError, ValueError) as e:
+            # A truncated or corrupt archive, an unreadable image, a text file with nothing to train on, ...
+            flag, path = ("--archive", cfg.archive) if cfg.archive else ("--data-root", cfg.data_root)
+            what = f"{path} cannot be read" if path else f"the {cfg.task} data cannot be read"
+            detail = " ".join(str(e).split()) or type(e).__name__
+            raise ConfigError(f"{flag}: {what} ({detail})") from None
     return _CACHE[key]
 
 

@@ -125,14 +125,12 @@ class LieRETask(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         decay, no_decay = [], []
-        pe_params = {id(p) for p in self.model.pe.parameters()}
+        # No decay for biases and norms (ndim < 2), nor for what the model declares (timm/nanoGPT's
+        # ``no_weight_decay()``): its tokens and position encoding, since shrinking generators shrinks rotations.
+        skip = self.model.no_weight_decay() if hasattr(self.model, "no_weight_decay") else set()
         for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            # No decay for biases, norms, tokens and position encodings (generators, tables):
-            # shrinking generators would shrink rotations, which is not a regulariser we want.
-            (no_decay if p.ndim < 2 or id(p) in pe_params or "token" in name or "registers" in name
-             else decay).append(p)
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or name in skip else decay).append(p)
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         betas = tuple(cfg.betas)
         if cfg.optimizer == "adam":  # weight_decay is an L2 penalty here; the LieRE CIFAR recipe sets it to 0

@@ -25,20 +25,60 @@ def target_accuracy_of(meta: dict) -> float:
     return float(meta["target_accuracy"])
 
 
+#: What every comparison's results.json holds (and ``render`` reads).
+_META_KEYS = ("task", "image_size", "eval_sizes", "seeds")
+_RUN_KEYS = ("label", "train_fraction", "eval", "val_acc", "train_time")
+
+
 def load_results(path: str | Path) -> dict:
+    """The results of ``liere compare`` (or ``liere study``), checked: a ConfigError naming the file otherwise."""
+    from .config import ConfigError
+
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
     if not path.is_file():
-        from .config import ConfigError
-
         raise ConfigError(f"results: {path} does not exist (run `liere compare` first)")
     try:
-        return json.loads(path.read_text())
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"results: {path} is not a text file (expected the results.json of liere compare)") from None
     except json.JSONDecodeError as e:
-        from .config import ConfigError
-
         raise ConfigError(f"results: {path} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"results: {path} cannot be read ({e.strerror or e})") from None
+    problem = _results_problem(results)
+    if problem:
+        raise ConfigError(f"results: {path} is not the results.json of liere compare or liere study ({problem})")
+    return results
+
+
+def _results_problem(results) -> str | None:
+    """What is missing from a results mapping, or None when it can be rendered."""
+    if not isinstance(results, dict):
+        return f"expected a JSON object, got {type(results).__name__}"
+    meta, runs = results.get("meta"), results.get("runs")
+    if not isinstance(meta, dict):
+        return "no 'meta' object"
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        return "no 'runs' list"
+    if not runs:
+        return "no finished runs"
+    if "cells" in meta:  # a study: liere.train.study_report checks its own fields
+        missing = [k for k in ("name", "title", "claim") if k not in meta]
+        return f"meta lacks {', '.join(missing)}" if missing else None
+    missing = [k for k in _META_KEYS if k not in meta]
+    if missing:
+        return f"meta lacks {', '.join(missing)}"
+    if not isinstance(meta["eval_sizes"], list) or not isinstance(meta["seeds"], list):
+        return "meta.eval_sizes and meta.seeds must be lists"
+    for i, r in enumerate(runs):
+        missing = [k for k in _RUN_KEYS if k not in r]
+        if missing:
+            return f"run {i} lacks {', '.join(missing)}"
+        if not isinstance(r["eval"], dict):
+            return f"run {i}: 'eval' must be an object"
+    return None
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -10,7 +10,6 @@ Run directory layout (``cfg.out``)::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -19,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import AtomicCheckpointIO, find_resume_checkpoint
+from .checkpoint import AtomicCheckpointIO, read_checkpoint, resolve_resume
 from .config import ConfigError, TrainConfig, validate
 from .data import DataModule, build_split
+from .jsonio import write_json
 
 __all__ = ["fit", "evaluate", "resolve_precision", "default_threads"]
 
@@ -61,10 +61,22 @@ def evaluate(module, dataset, batch_size: int = 256, precision: str = "32-true")
     return {"loss": float(sums[0] / sums[2]), "acc": float(sums[1] / sums[2]), "n": int(sums[2])}
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+def check_checkpoint_fits(path: str, module) -> None:
+    """ConfigError unless the checkpoint's weights have the names and shapes of ``module``'s (same model)."""
+    try:
+        saved = read_checkpoint(path)["state_dict"]
+    except ValueError as e:
+        raise ConfigError(f"--resume: checkpoint {path} cannot be used: {e}") from None
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    have = {k: tuple(getattr(v, "shape", ())) for k, v in saved.items()}
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    differ = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    if missing or extra or differ:
+        first = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra
+                 else f"{differ[0]} is {have[differ[0]]}, the model has {want[differ[0]]}")
+        raise ConfigError(f"--resume: checkpoint {path} was saved by a different model than this config builds "
+                          f"({len(missing) + len(extra) + len(differ)} weights differ, e.g. {first}); resume with "
+                          "the run's own config (drop flags that change the model)")
 
 
 def _progress_callback(kind: str):
@@ -123,7 +135,9 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
 
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     devices = cfg.devices
-    resume = find_resume_checkpoint(run_dir, cfg.resume)
+    # Everything that can be checked is checked before the run directory is touched (config.yaml, logs).
+    point = resolve_resume(run_dir, cfg.resume)
+    resume = None if point is None else point.path
     datamodule = DataModule(cfg)
 
     recorder = CurveRecorder()
@@ -138,6 +152,13 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
     if bar is not None:
         cbs.append(bar)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # The model is built (and a resumed checkpoint checked against it) before the Trainer, which prints.
+    try:
+        module = LieRETask(cfg.to_dict(), asdict(datamodule.info), 1)
+    except (ValueError, TypeError) as e:  # a method/option the task's model cannot take
+        raise ConfigError(f"--method {cfg.method}: cannot build the model for the {cfg.task} task ({e})") from None
+    if resume is not None:
+        check_checkpoint_fits(resume, module)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
         precision=precision, max_epochs=cfg.epochs, max_steps=cfg.max_steps, callbacks=cbs,
@@ -148,7 +169,7 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
     )
     world = trainer.world_size
     steps_per_epoch = math.ceil(math.ceil(len(datamodule.train_set) / world) / cfg.batch_size)
-    module = LieRETask(cfg.to_dict(), asdict(datamodule.info), steps_per_epoch)
+    module.steps_per_epoch = module.hparams["steps_per_epoch"] = steps_per_epoch  # known once the world size is
     if trainer.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         import yaml
@@ -202,5 +223,5 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
         "resumed_from": resume,
         "run_dir": str(run_dir),
     }
-    _write_json(run_dir / "result.json", result)
+    write_json(run_dir / "result.json", result, indent=2)
     return result

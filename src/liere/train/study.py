@@ -35,15 +35,14 @@ from pathlib import Path
 
 from .config import ConfigError, TrainConfig, config_from, validate
 from .jsonio import write_json
+from .runs import _NOT_IDENTITY, LocalLauncher, finished_result, note_launch
 
 __all__ = ["STUDY_DIR", "list_studies", "load_study", "plan_study", "run_study", "run_key"]
 
 STUDY_DIR = Path(__file__).resolve().parent.parent / "studies"
 _STUDY_KEYS = {"name", "title", "claim", "source", "base", "methods", "seeds", "cells", "columns", "paper",
                "checks", "smoke", "notes", "target_of"}
-# Settings that do not change what a run computes: left out of its identity.
-_NOT_IDENTITY = {"out", "progress", "resume", "logger", "threads", "num_workers", "checkpoints",
-                 "checkpoint_every_n_steps", "archive", "data_root"}
+
 
 
 def list_studies() -> list[dict]:
@@ -129,7 +128,7 @@ def plan_study(spec: dict, runs_dir: str | Path) -> list[tuple[dict, TrainConfig
                 values = {**spec["base"], **overrides, **m["config"], "method": m["method"],
                           "block_size": m["block_size"], "seed": int(seed)}
                 try:
-                    cfg = validate(config_from(values))
+                    cfg = validate(config_from(values), files=False)  # data is checked when a run starts
                 except ConfigError as e:
                     raise ConfigError(f"study {spec['name']}, cell {cell['label']}, {m['label']}: {e}") from None
                 cfg.out = str(Path(runs_dir) / f"{m['label'].replace(':', '-b')}-{run_key(cfg)}")
@@ -138,20 +137,6 @@ def plan_study(spec: dict, runs_dir: str | Path) -> list[tuple[dict, TrainConfig
                         "cell": cell["label"], "seed": int(seed)}
                 plan.append((tags, cfg))
     return plan
-
-
-def finished_result(cfg: TrainConfig) -> dict | None:
-    """The result of a run that already finished with this very configuration, else None."""
-    path = Path(cfg.out) / "result.json"
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    done = {k: v for k, v in result.get("config", {}).items() if k not in _NOT_IDENTITY}
-    want = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IDENTITY}
-    return result if json.loads(json.dumps(done, default=str)) == json.loads(json.dumps(want, default=str)) else None
 
 
 def _record(tags: dict, r: dict, key: str) -> dict:
@@ -185,8 +170,6 @@ def run_study(spec: dict, out: str | Path, runs_dir: str | Path, *, jobs: int | 
     ``launcher`` (``liere.launch``) says where the runs execute (default: the local pool of ``jobs``);
     ``results["launch"]`` tells which runs are still pending (submitted, not waited for) or failed.
     """
-    from liere.launch import LocalLauncher
-    from liere.launch.sweep import note_launch
 
     from .study_report import render_study
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import textwrap
 from pathlib import Path
 
 from .report import markdown_table, mean_std
@@ -282,7 +283,10 @@ def _plots(results: dict, out: Path) -> list[Path]:
         ax.set_xlabel("optimizer steps")
         ax.set_ylabel("validation loss" if text else "validation accuracy (%)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{meta['title']}: learning curves (mean ± std over seeds)", fontsize=10)
+    # one cell makes a narrow figure: wrap the title to its width instead of clipping it
+    width = max(30, int(11 * 4.2 * len(cells)))
+    fig.suptitle("\n".join(textwrap.wrap(f"{meta['title']}: learning curves (mean ± std over seeds)", width)),
+                 fontsize=10)
     paths.append(_save(fig, out / "study_curves.png"))
     return paths
 

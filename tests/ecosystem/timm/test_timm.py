@@ -146,3 +146,20 @@ def test_convert_rejects_what_it_cannot_handle():
         convert(model, "liere")
     with pytest.raises(ValueError, match="name"):
         convert(make(), "nope")
+
+
+@pytest.mark.parametrize("method", ["liere", "comrope_ld", "rope_mixed", "spherical"])
+def test_timm_optimizer_factory_leaves_the_generators_undecayed(method):
+    """convert extends model.no_weight_decay(), which timm.optim.create_optimizer_v2 reads."""
+    from timm.optim import create_optimizer_v2
+
+    model = converted(method, remove_abs_pos=True)
+    opt = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
+    undecayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    generators = list(model.liere_pe.parameters())
+    assert generators and all(id(p) in undecayed for p in generators)
+    assert id(model.blocks[0].attn.qkv.weight) in decayed  # weights are still decayed
+    assert {"cls_token", "pos_embed"} <= model.no_weight_decay()  # timm's own names are kept
+    # The declaration survives copies (EMA) and pickling.
+    assert copy.deepcopy(model).no_weight_decay() == model.no_weight_decay()

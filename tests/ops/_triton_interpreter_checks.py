@@ -1,6 +1,6 @@
 """Checks of the fused Triton kernel against the eager path; run with TRITON_INTERPRET=1.
 
-Run by ``test_perf_triton.py`` in a subprocess, so that the interpreter's
+Run by ``test_ops_triton.py`` in a subprocess, so that the interpreter's
 environment variable never reaches the other tests' process. Prints one line
 per case and exits non-zero on the first mismatch.
 """

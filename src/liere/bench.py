@@ -548,8 +548,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     for name in ("repeats", "warmup", "batch", "threads"):
         value, low = getattr(args, name), 0 if name == "warmup" else 1
-        if value is not None and value < low:
-            p.error(f"argument --{name}: expected an integer >= {low}, got {value}")
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and v < low:
+                p.error(f"argument --{name}: expected an integer >= {low}, got {v}")
     try:
         device = torch.device(args.device)
     except RuntimeError:

@@ -160,8 +160,15 @@ def check_positions(positions, pos_dims: int, name: str = "positions", dtype: to
     if positions.is_complex():
         raise TypeError(f"{name}: expected real coordinates, got dtype {positions.dtype}")
     positions = positions.to(dtype)
-    # The finiteness check needs a host sync, which tracing cannot express; traced
-    # graphs take their positions from buffers that were checked eagerly.
-    if not tracing() and not bool(torch.isfinite(positions).all()):
-        raise ValueError(f"{name}: contains NaN or inf values")
+    # The finiteness check needs a host read, which tracing cannot express; traced
+    # graphs take their positions from buffers that were checked eagerly. On an
+    # accelerator a host read is a synchronisation per forward pass, so the check
+    # there is a device-side assertion that fails asynchronously instead.
+    if not tracing():
+        finite = torch.isfinite(positions).all()
+        if positions.device.type == "cpu":
+            if not bool(finite):
+                raise ValueError(f"{name}: contains NaN or inf values")
+        else:
+            torch._assert_async(finite, f"{name}: contains NaN or inf values")
     return positions if positions.ndim == 3 else positions.unsqueeze(0)

@@ -47,8 +47,11 @@ __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled"]
 MAX_SQUARINGS = 24
 # Dynamic counts may go further (float64 batches at huge positions).
 MAX_SQUARINGS_F64 = 64
-# float32 keeps 1e-5 orthogonality up to about this many squarings; beyond, the batch runs in float64.
-_MAX_SQUARINGS_F32 = 9
+# float32 (with the orthogonalising step) stays within 1e-5 of float64 up to this many squarings;
+# beyond, the chunk runs in float64.
+_MAX_SQUARINGS_F32 = 8
+# From this many squarings on, float32 results get one orthogonalising step (see _expm_chunk).
+_POLISH_FROM = 6
 # Bytes per intermediate of one chunk in the CPU's chunked exponential: 32 MB, because under load many
 # small chunks cost more in per-op thread synchronisation than they save in cache misses (measured: 2 MB
 # chunks 1.5-3x slower than one chunk on a loaded 2-core VM; 32 MB keeps the dense 12-layer backward to
@@ -221,6 +224,12 @@ def _expm_chunk(a: Tensor, static: bool, keep: bool):
         if keep:
             squares.append(x)
         x = _square(x, s, i, common)
+    if not keep and x.dtype == torch.float32 and (static or loops >= _POLISH_FROM):
+        # One Newton-Schulz step, x <- x (3I - x^T x) / 2, pulls the squarings' accumulated rounding back
+        # onto the orthogonal group (it squares the distance from it). Its Jacobian at an orthogonal x
+        # is the identity on the tangent directions, the only ones exp's Jacobian reaches, so the
+        # backward (which recomputes without it) stays exact to rounding.
+        x = torch.baddbmm(x, x, torch.bmm(x.mT, x), beta=1.5, alpha=-0.5)
     return x, (s, b, b2, b4, inner, mid, squares, common)
 
 

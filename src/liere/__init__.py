@@ -6,7 +6,7 @@
 >>> q, k = pe(q, k, R)                               # any number of layers
 """
 
-from . import positions
+from . import pairing, positions
 from .encodings import ALIASES, METHODS, PositionEncoding, RotaryEncoding, build
 from .ops.apply import apply_rotation, apply_rotation_qk
 from .rotation import Rotation
@@ -22,5 +22,6 @@ __all__ = [
     "apply_rotation",
     "apply_rotation_qk",
     "build",
+    "pairing",
     "positions",
 ]

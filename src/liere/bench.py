@@ -38,12 +38,12 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["main", "run_case", "CASES", "Case", "TARGETS"]
+__all__ = ["main", "run_case", "run_step", "CASES", "Case", "TARGETS", "STEP_ROWS", "STEP_TARGETS"]
 
 
 @dataclass(frozen=True)
@@ -384,6 +384,142 @@ def format_expm(result: dict) -> str:
     return "\n".join(lines)
 
 
+# ----- whole training step ------------------------------------------------------------------
+# (label, method, block_size, share_layers): the rows of ``--case step``; RoPE-Mixed is the reference.
+STEP_ROWS = [
+    ("rope_mixed", "rope_mixed", None, False),
+    ("rope_axial", "rope_axial", None, False),
+    ("visionllama", "visionllama", None, False),
+    ("absolute", "absolute", None, False),
+    ("comrope_ap b=4", "comrope_ap", 4, False),
+    ("comrope_ld b=4", "comrope_ld", 4, False),
+    ("spherical b=3", "spherical", 3, False),
+    ("string", "string", None, False),
+    ("string_circulant", "string_circulant", None, False),
+    ("liere b=4", "liere", 4, False),
+    ("liere b=8", "liere", 8, False),
+    ("liere b=64 shared", "liere", None, True),  # None: b = head_dim, the dense case
+    ("liere b=64", "liere", None, False),
+]
+STEP_REFERENCE = "rope_mixed"
+# (row, batch, the largest allowed step-time ratio row / RoPE-Mixed), from issue 10.
+STEP_TARGETS = [
+    *((row, 32, 1.05) for row in ("liere b=8", "comrope_ld b=4", "comrope_ap b=4", "spherical b=3", "liere b=64 shared")),
+    *((row, 128, 1.02) for row in ("liere b=8", "comrope_ld b=4", "comrope_ap b=4", "spherical b=3")),
+    ("liere b=64", 32, 2.2),
+    ("liere b=64", 128, 1.4),
+]
+
+
+@dataclass(frozen=True)
+class StepCase:
+    """The project's ViT (dim, depth, heads) on images of ``image`` pixels cut in ``patch``-pixel patches."""
+
+    dim: int = 384
+    depth: int = 12
+    heads: int = 6
+    image: int = 32
+    patch: int = 4
+    batches: tuple[int, ...] = (32, 128)
+
+    def describe(self) -> str:
+        n = (self.image // self.patch) ** 2
+        return (f"ViT dim={self.dim}, depth={self.depth}, heads={self.heads}, {self.image}x{self.image} images, "
+                f"patch {self.patch} ({n} patches + CLS), per-layer generators unless 'shared', AdamW")
+
+
+STEP_CASE = StepCase()
+STEP_TINY = StepCase(dim=32, depth=2, heads=2, image=8, patch=4, batches=(2, 4))
+
+
+def _step_model(case: StepCase, method: str, block_size, share: bool, device):
+    from .models.vit import ViT
+
+    model = ViT(input_shape=(case.image, case.image), patch_size=case.patch, dim=case.dim, depth=case.depth,
+                num_heads=case.heads, method=method, block_size=block_size, share_layers=share).to(device)
+    return model.train(), torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+
+def _train_step(model, opt, x, y):
+    opt.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+
+
+def _step_peak(model, opt, x, y, device) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with _quiet_stderr(), profile(activities=activities, profile_memory=True) as prof:
+        _train_step(model, opt, x, y)
+        _sync(device)
+    want = "cuda" if device.type == "cuda" else "cpu"
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events = [e for e in events if str(e.device_type()).lower().endswith(want)] or events
+    events.sort(key=lambda e: e.start_ns())
+    return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+
+
+def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, device="cpu", memory: bool = True,
+             rows=None, log=print) -> dict:
+    """Time one training step (forward, backward, AdamW) of the ViT with every method, interleaved round by
+    round at each batch size; ratios are to RoPE-Mixed's median in the same run."""
+    device = torch.device(device)
+    rows = STEP_ROWS if rows is None else rows
+    models = {}
+    for label, method, b, share in rows:
+        torch.manual_seed(0)
+        models[label] = _step_model(case, method, b, share, device)
+    results = []
+    for batch in case.batches:
+        gen = torch.Generator().manual_seed(batch)
+        x = torch.randn(batch, 3, case.image, case.image, generator=gen).to(device)
+        y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+        times = {label: [] for label in models}
+        for rnd in range(warmup + repeats):
+            for label, (model, opt) in models.items():
+                _sync(device)
+                t0 = time.perf_counter()
+                _train_step(model, opt, x, y)
+                _sync(device)
+                if rnd >= warmup:
+                    times[label].append(time.perf_counter() - t0)
+        med = {label: statistics.median(t) for label, t in times.items()}
+        peaks = {label: _step_peak(*models[label], x, y, device) if memory else None for label in models}
+        ref = med.get(STEP_REFERENCE)
+        for label in models:
+            results.append({
+                "label": label, "batch": batch, "median_ms": 1e3 * med[label], "min_ms": 1e3 * min(times[label]),
+                "samples": len(times[label]), "ratio": None if ref is None else med[label] / ref,
+                "peak_mb": None if peaks[label] is None else peaks[label] / 2**20,
+                "peak_ratio": None if peaks[label] is None or not peaks.get(STEP_REFERENCE) else
+                peaks[label] / peaks[STEP_REFERENCE],
+            })
+    by_key = {(r["label"], r["batch"]): r for r in results}
+    targets = [{"row": row, "batch": batch, "limit": limit, "ratio": by_key[(row, batch)]["ratio"],
+                "met": by_key[(row, batch)]["ratio"] <= limit}
+               for row, batch, limit in STEP_TARGETS if (row, batch) in by_key and by_key[(row, batch)]["ratio"]]
+    return {"case": "step", "config": case.describe(), "device": str(device), "threads": torch.get_num_threads(),
+            "repeats": repeats, "warmup": warmup, "torch": torch.__version__, "rows": results, "targets": targets}
+
+
+def format_step(result: dict) -> str:
+    lines = [f"== step: {result['config']}  [{result['device']}, {result['threads']} threads, median of "
+             f"{result['repeats']} interleaved rounds after {result['warmup']} warm-up]"]
+    head = f"{'method':<20}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'peak MB':>10}{'x peak':>8}"
+    lines += [head, "-" * len(head)]
+    for r in result["rows"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
+        peak_ratio = "-" if r["peak_ratio"] is None else f"{r['peak_ratio']:.2f}"
+        lines.append(f"{r['label']:<20}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{peak:>10}{peak_ratio:>8}")
+    for t in result["targets"]:
+        lines.append(f"target {t['row']} at batch {t['batch']} <= {t['limit']} x rope_mixed: {t['ratio']:.2f}  "
+                     f"{'met' if t['met'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
 # ----- command line -------------------------------------------------------------------------
 def _tiny(case: Case) -> Case:
     return Case(case.name, 2, 2, case.head_dim, tuple(2 for _ in case.grid))
@@ -392,13 +528,17 @@ def _tiny(case: Case) -> Case:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="liere bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", choices=[*CASES, "expm", "all"], default="vit",
-                   help="vit: ViT-Tiny layer, 8x8 grid; 3d: 4x8x8 grid; n1024: 32x32 grid; expm: exponentials")
+    p.add_argument("--case", choices=[*CASES, "expm", "step", "all"], default="vit",
+                   help="vit: ViT-Tiny layer, 8x8 grid; 3d: 4x8x8 grid; n1024: 32x32 grid; expm: exponentials; "
+                        "step: one training step of the whole ViT-Tiny per method, relative to RoPE-Mixed")
     p.add_argument("--quick", action="store_true", help="few repeats (CI smoke test)")
     p.add_argument("--tiny", action="store_true", help="tiny shapes (B=2, H=2, 2 patches per axis), for tests")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 15, --quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 3, --quick 1)")
-    p.add_argument("--batch", type=int, default=None, help="override the case's batch size")
+    p.add_argument("--batch", type=int, nargs="+", default=None,
+                   help="override the case's batch size (step: one or more, default 32 128)")
+    p.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
+                   help="step: only these rows (labels as printed, e.g. 'liere b=8'; rope_mixed is always kept)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -408,8 +548,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     for name in ("repeats", "warmup", "batch", "threads"):
         value, low = getattr(args, name), 0 if name == "warmup" else 1
-        if value is not None and value < low:
-            p.error(f"argument --{name}: expected an integer >= {low}, got {value}")
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and v < low:
+                p.error(f"argument --{name}: expected an integer >= {low}, got {v}")
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -423,12 +564,27 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    repeats = args.repeats or (2 if args.quick else 15)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    default_repeats = 5 if args.case == "step" else 15
+    repeats = args.repeats or (2 if args.quick else default_repeats)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick or args.case == "step" else 3)
     names = [*CASES, "expm"] if args.case == "all" else [args.case]
     results = []
     for name in names:
-        if name == "expm":
+        if name == "step":
+            case = STEP_TINY if args.tiny else STEP_CASE
+            if args.batch:
+                case = replace(case, batches=tuple(args.batch))
+            rows = STEP_ROWS
+            if args.methods:
+                known = {r[0] for r in STEP_ROWS}
+                unknown = [m for m in args.methods if m not in known]
+                if unknown:
+                    raise SystemExit(f"liere bench: --methods: unknown row(s) {unknown}; known: {sorted(known)}")
+                rows = [r for r in STEP_ROWS if r[0] in args.methods or r[0] == STEP_REFERENCE]
+            res = run_step(case, repeats=repeats, warmup=warmup, device=args.device, memory=not args.no_memory,
+                           rows=rows)
+            print(format_step(res), flush=True)
+        elif name == "expm":
             res = run_expm(repeats=repeats, warmup=warmup, quick=args.quick or args.tiny)
             print(format_expm(res), flush=True)
         else:
@@ -436,7 +592,7 @@ def main(argv=None) -> int:
             if args.tiny:
                 case = _tiny(case)
             if args.batch:
-                case = Case(case.name, args.batch, case.heads, case.head_dim, case.grid)
+                case = Case(case.name, args.batch[0], case.heads, case.head_dim, case.grid)
             res = run_case(case, repeats=repeats, warmup=warmup, device=args.device,
                            dtype=getattr(torch, args.dtype), memory=not args.no_memory)
             print(format_table(res), flush=True)

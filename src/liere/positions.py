@@ -47,13 +47,16 @@ def axis_coordinates(
     n: int, convention: str = "liere", n_train: int | None = None, *, device=None, dtype=torch.float32
 ) -> Tensor:
     """Coordinates of n patches along one axis."""
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, (int, torch.SymInt)) or isinstance(n, bool) or n < 1:  # SymInt: a symbolic grid (export)
         raise ValueError(f"n: expected a positive number of patches, got {n!r}")
     if convention == "liere":
         n_train = n if n_train is None else n_train
         if n_train < 1:
             raise ValueError(f"train_shape: expected positive sizes, got {n_train}")
         # linspace(0, 1, n) at the training size, as in the LieRE code; stretched by n / n_train elsewhere.
+        if isinstance(n, torch.SymInt):  # a symbolic grid: linspace would specialise its end; same values
+            step = n / n_train / torch.sym_max(n - 1, 1)
+            return torch.arange(n, device=device, dtype=torch.float32).mul(step).to(dtype)
         return torch.linspace(0.0, n / n_train, n, device=device, dtype=dtype)
     if convention == "centers":
         return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n
@@ -157,8 +160,15 @@ def check_positions(positions, pos_dims: int, name: str = "positions", dtype: to
     if positions.is_complex():
         raise TypeError(f"{name}: expected real coordinates, got dtype {positions.dtype}")
     positions = positions.to(dtype)
-    # The finiteness check needs a host sync, which tracing cannot express; traced
-    # graphs take their positions from buffers that were checked eagerly.
-    if not tracing() and not bool(torch.isfinite(positions).all()):
-        raise ValueError(f"{name}: contains NaN or inf values")
+    # The finiteness check needs a host read, which tracing cannot express; traced
+    # graphs take their positions from buffers that were checked eagerly. On an
+    # accelerator a host read is a synchronisation per forward pass, so the check
+    # there is a device-side assertion that fails asynchronously instead.
+    if not tracing():
+        finite = torch.isfinite(positions).all()
+        if positions.device.type == "cpu":
+            if not bool(finite):
+                raise ValueError(f"{name}: contains NaN or inf values")
+        else:
+            torch._assert_async(finite, f"{name}: contains NaN or inf values")
     return positions if positions.ndim == 3 else positions.unsqueeze(0)

@@ -132,7 +132,29 @@ class Rotation:
             return self
         if not -self.num_layers <= index < self.num_layers:
             raise IndexError(f"Rotation.layer: layer {index} out of range for {self.num_layers} layers")
-        return self._index(0, index)
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self._index(0, index)  # a traced graph fuses the slices; no Python-side cache there
+        return self._layers()[index]
+
+    def _layers(self) -> tuple["Rotation", ...]:
+        """Every layer's rotation, made once with ``unbind``.
+
+        Slicing layer i out of the (L, ...) tensors would cost, in the backward,
+        one zero-filled full-size gradient per layer (L^2 work and L fresh
+        buffers); one ``unbind`` has a single backward that stacks the L layers'
+        gradients.
+        """
+        cached = self.__dict__.get("_layer_cache")
+        if cached is None:
+            def split(t: Tensor | None):
+                return [None] * self.num_layers if t is None else [x.unsqueeze(0) for x in t.unbind(0)]
+
+            basis = self.basis
+            bases = split(basis) if basis is not None and basis.shape[0] > 1 else [basis] * self.num_layers
+            cached = tuple(replace(self, cos=c, sin=s, blocks=b, basis=p)
+                           for c, s, b, p in zip(split(self.cos), split(self.sin), split(self.blocks), bases))
+            object.__setattr__(self, "_layer_cache", cached)
+        return cached
 
     def heads(self, index) -> "Rotation":
         """Keep some heads: an int, a slice, or a 1-D index tensor. No-op for head-shared rotations."""

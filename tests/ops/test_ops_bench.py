@@ -31,3 +31,27 @@ def test_quick_tiny_3d_and_expm(capsys):
     assert bench.main(["--quick", "--case", "expm", "--repeats", "1", "--warmup", "0"]) == 0
     text = capsys.readouterr().out
     assert "== 3d" in text and "== expm" in text and "spherical b=3" in text
+
+
+def test_step_case_tiny_every_method(capsys, tmp_path):
+    """``liere bench --case step`` on a tiny ViT: every row, both batch sizes, ratios to RoPE-Mixed, peaks."""
+    out = tmp_path / "step.json"
+    assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "== step" in text
+    result = json.loads(out.read_text())["results"][0]
+    rows = {(r["label"], r["batch"]): r for r in result["rows"]}
+    labels = [label for label, *_ in bench.STEP_ROWS]
+    assert set(rows) == {(label, b) for label in labels for b in bench.STEP_TINY.batches}
+    assert all(r["median_ms"] > 0 and r["peak_mb"] is not None and r["ratio"] > 0 for r in rows.values())
+    assert rows[("rope_mixed", 2)]["ratio"] == 1.0
+    assert {(t["row"], t["batch"]) for t in result["targets"]} == set()  # targets are for the full case's batches
+
+
+def test_step_case_methods_filter(capsys):
+    assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--no-memory",
+                       "--batch", "3", "--methods", "liere b=8"]) == 0
+    lines = [line.split()[0] for line in capsys.readouterr().out.splitlines()[3:] if line and not line.startswith("target")]
+    assert lines == ["rope_mixed", "liere"]
+    with pytest.raises(SystemExit):
+        bench.main(["--case", "step", "--tiny", "--methods", "nope"])

@@ -157,3 +157,74 @@ def test_expm_4x4_scaled_gradcheck_and_zero():
     z = torch.zeros(2, 4, 4, requires_grad=True)
     expm_4x4_scaled(z - z.mT, torch.ones(2)).sum().backward()
     assert torch.isfinite(z.grad).all()
+
+
+# ----- large angles (issue 11, item 4) and the chunked, recomputing backward (issue 10) --------------------
+@settings(max_examples=30, deadline=None)
+@given(size=st.sampled_from([5, 8, 16, 33, 64]), log_norm=st.floats(-6, 8), seed=st.integers(0, 2**16))
+def test_property_float32_stays_orthogonal_and_accurate_at_any_angle(size, log_norm, seed):
+    """|A| from 1e-6 to 1e8 radians (positions up to 1e6 times generators of ~100): exp(A) in float32 is
+    orthogonal to 1e-5 and equals float64 matrix_exp of the same float32 input to 1e-5."""
+    norm = 10.0**log_norm
+    a = random_skew(2, size, norm, seed=seed).float()
+    r = skew_expm(a).double()
+    eye = torch.eye(size, dtype=torch.float64)
+    assert (r.mT @ r - eye).abs().max() <= 1e-5
+    assert (r - torch.linalg.matrix_exp(a.double())).abs().max() <= 1e-5
+    x = torch.randn(2, size, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    assert ((r @ x).norm(dim=-2) / x.norm(dim=-2) - 1).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("size", [5, 8, 64])
+def test_chunked_forward_and_backward_match_one_chunk(size, monkeypatch):
+    """Chunking (on the CPU, a few MB per intermediate) changes neither the value nor the gradient."""
+    import liere.ops.expm as expm
+
+    a = random_skew(37, size, 30.0, seed=size).float()
+    g = torch.randn(37, size, size, generator=torch.Generator().manual_seed(2))
+
+    def run():
+        x = a.clone().requires_grad_()
+        out = skew_expm(x)
+        out.backward(g)
+        return out.detach(), x.grad
+
+    ref_out, ref_grad = run()
+    monkeypatch.setattr(expm, "_CHUNK_BYTES", 5 * size * size * 4)  # chunks of 5 matrices, the last one of 2
+    out, grad = run()
+    torch.testing.assert_close(out, ref_out, atol=0, rtol=0)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-6 * ref_grad.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("size", [5, 8])
+def test_gradcheck_chunked_float64(size, monkeypatch):
+    """The recomputing backward, chunk by chunk, in float64 with gradcheck."""
+    import liere.ops.expm as expm
+
+    monkeypatch.setattr(expm, "_CHUNK_BYTES", 2 * size * size * 8)
+    u = random_skew(5, size, 6.0, seed=5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: skew_expm(x - x.mT), (u,), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [5, 16])
+def test_gradient_of_float64_promoted_chunks(size):
+    """Float32 inputs with huge angles run in float64; their gradient is autograd's of float64 matrix_exp."""
+    a = random_skew(3, size, 5e4, seed=size).float()
+    g = torch.randn(3, size, size, generator=torch.Generator().manual_seed(3))
+    x1 = a.clone().requires_grad_()
+    out = skew_expm(x1)
+    assert out.dtype == torch.float32
+    out.backward(g)
+    assert x1.grad.dtype == torch.float32
+    x2 = a.double().requires_grad_()
+    torch.linalg.matrix_exp(x2).backward(g.double())
+    err = (x1.grad.double() - x2.grad).abs().max().item()
+    assert err <= 1e-4 * x2.grad.abs().max().item(), err
+
+
+def test_backward_saves_only_the_input():
+    """Nothing but the input is held for the backward (the squares are recomputed there)."""
+    a = random_skew(4, 8, 50.0, seed=1).float().requires_grad_()
+    out = skew_expm(a)
+    saved = [t for t in out.grad_fn.saved_tensors] if hasattr(out.grad_fn, "saved_tensors") else []
+    assert len(saved) == 1 and saved[0].shape == a.shape

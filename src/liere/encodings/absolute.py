@@ -119,10 +119,12 @@ class AbsolutePositionEmbedding(PositionEncoding):
 
     def embedding(self, grid_shape: Sequence[int] | None = None) -> Tensor:
         """The (prod(grid_shape), embed_dim) table for a patch grid."""
-        grid_shape = self.grid_shape if grid_shape is None else tuple(int(g) for g in grid_shape)
+        grid_shape = self.grid_shape if grid_shape is None else tuple(
+            g if isinstance(g, torch.SymInt) else int(g) for g in grid_shape)  # symbolic under export
         if len(grid_shape) != self.pos_dims:
             raise ValueError(f"grid_shape: expected {self.pos_dims} sizes, got {grid_shape}")
-        if grid_shape == self.grid_shape:
+        symbolic = not all(isinstance(g, int) for g in grid_shape)
+        if not symbolic and grid_shape == self.grid_shape:
             table = self.table
         elif self.truncate and self.pos_dims == 1 and grid_shape[0] < self.grid_shape[0]:
             return self.table.flatten(2).transpose(1, 2)[0, : grid_shape[0]]

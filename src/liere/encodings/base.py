@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from .._compat import tracing
 from ..ops.apply import LAYOUTS, apply_rotation_qk
 from ..ops.expm import skew_expm
+from ..pairing import check_pairing, from_interleaved, permutation, to_interleaved
 from ..positions import check_positions
 from ..rotation import Rotation
 
@@ -186,6 +187,7 @@ class RotaryEncoding(PositionEncoding):
         prefix_position=None,
         layout: str = "bhnd",
         cache: bool = True,
+        pairing: str = "interleaved",
     ):
         super().__init__()
         self.pos_dims = _positive_int("pos_dims", pos_dims)
@@ -208,6 +210,8 @@ class RotaryEncoding(PositionEncoding):
         if layout not in LAYOUTS:
             raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
+        # Which channels form a block (``liere.pairing``): "interleaved" (2m, 2m+1) or "half" (m, m + D/2).
+        self.pairing = check_pairing(pairing, getattr(self, "rotary_dim", None) or self.head_dim)
         if prefix_position is not None:
             try:
                 prefix = torch.as_tensor(prefix_position, dtype=torch.float32)
@@ -275,7 +279,12 @@ class RotaryEncoding(PositionEncoding):
         rotation = positions_or_rotation
         if not isinstance(rotation, Rotation):
             rotation = self.rotation(rotation)
-        return apply_rotation_qk(q, k, rotation.layer(self._check_layer(layer)), layout=self.layout)
+        rotation = rotation.layer(self._check_layer(layer))
+        if self.pairing == "half":  # rotate in the interleaved basis (liere.pairing)
+            r = self.rotary_dim
+            q, k = apply_rotation_qk(to_interleaved(q, r), to_interleaved(k, r), rotation, layout=self.layout)
+            return from_interleaved(q, r), from_interleaved(k, r)
+        return apply_rotation_qk(q, k, rotation, layout=self.layout)
 
     def generators(self, layer: int = 0) -> Tensor:
         """Dense skew-symmetric generators A_k of one layer, shape (d, H, head_dim, head_dim)."""
@@ -284,12 +293,13 @@ class RotaryEncoding(PositionEncoding):
         dense = blocks.new_zeros(d, hp, self.head_dim, self.head_dim)
         for j in range(m):
             dense[..., j * b : (j + 1) * b, j * b : (j + 1) * b] = blocks[:, :, j]
-        return dense.expand(d, self.num_heads, self.head_dim, self.head_dim)
+        return self._to_channels(dense).expand(d, self.num_heads, self.head_dim, self.head_dim)
 
     def rotation_matrix(self, positions: Tensor, layer: int = 0) -> Tensor:
         """Dense R(p) of one layer: (H, N, D, D), or (B, H, N, D, D) for batched positions."""
         batched = isinstance(positions, Tensor) and positions.ndim == 3
         dense = self.rotation(positions).layer(self._check_layer(layer)).dense()[0]  # (B', Hp, N, D, D)
+        dense = self._to_channels(dense)
         dense = dense.expand(dense.shape[0], self.num_heads, *dense.shape[2:])
         return dense if batched else dense[0]
 
@@ -298,9 +308,17 @@ class RotaryEncoding(PositionEncoding):
             f"pos_dims={self.pos_dims}, head_dim={self.head_dim}, num_heads={self.num_heads}, "
             f"block_size={self.block_size}, rotary_dim={self.rotary_dim}, num_layers={self.num_layers}, param_layers={self.param_layers}, "
             f"param_heads={self.param_heads}, num_prefix_tokens={self.num_prefix_tokens}, layout={self.layout!r}"
+            + (f", pairing={self.pairing!r}" if self.pairing != "interleaved" else "")
         )
 
     # ----- helpers ----------------------------------------------------------------------
+    def _to_channels(self, dense: Tensor) -> Tensor:
+        """Dense (..., D, D) matrices from the interleaved basis to the channels of ``pairing``."""
+        if self.pairing == "interleaved":
+            return dense
+        inverse = torch.argsort(permutation(self.head_dim, self.pairing, self.rotary_dim)).to(dense.device)
+        return dense[..., inverse, :][..., inverse]
+
     @property
     def math_dtype(self) -> torch.dtype:
         """float32, or float64 once the module is converted with ``.double()`` (for gradcheck)."""

@@ -17,7 +17,9 @@ def build(
     methods with a ``fixed_block_size`` accept no other. Common options: ``num_layers``
     and ``share_layers`` (one set of generators per layer, or one shared), ``share_heads``,
     ``num_prefix_tokens`` and ``prefix_position`` (CLS/register tokens: identity rotation,
-    or a chosen position), ``layout`` ("bhnd" or "bnhd"), ``cache`` (eval-mode cache).
+    or a chosen position), ``layout`` ("bhnd" or "bnhd"), ``cache`` (eval-mode cache),
+    ``pairing`` ("interleaved": pairs (2m, 2m+1), or "half": (m, m + D/2) as ``rotate_half``;
+    see ``liere.pairing``).
     A method's own options are its class's ``options`` attribute, e.g.
     ``liere.METHODS["rope_mixed"].options == ("theta", "rotate")``.
     """

@@ -31,6 +31,17 @@ What ``convert`` does, in place:
 Convert a pretrained model after loading its weights: the attention weights are
 reused as they are. The converted model's own state dict round-trips through
 ``load_state_dict`` on another model converted with the same arguments.
+
+**Models that already have RoPE** (timm's ``Eva`` family: RoPE-ViT axial and mixed,
+EVA-02, the SBB ``vit_*_rope_*`` models, DINOv3) are read by
+``liere.integrations.timm_rope``: their frequencies, pairing convention and
+coordinate grid are carried over, so ``convert(model)`` (the equivalent liere
+method: ``rope_mixed`` for learned frequencies, ``rope_axial`` for fixed ones) gives
+the same outputs as the timm model, and ``convert(model, "liere", block_size=8)``
+starts LieRE from the pretrained rotation (``comrope_ld`` too). There the
+attention modules stay timm's own (same keys); forward hooks on their ``q_norm``
+and ``k_norm`` rotate q and k where timm applied its RoPE, and ``model.rope`` is
+removed.
 """
 
 from __future__ import annotations
@@ -40,10 +51,16 @@ from functools import partial
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from functools import partial
+
+import torch
+
 from .. import positions as _positions
-from ..encodings import build, method_class
-from ..ops.apply import apply_rotation_qk
+from ..encodings import build, canonical_name, method_class
+from ..ops.apply import apply_rotation, apply_rotation_qk
+from ..pairing import from_interleaved, to_interleaved
 from ..rotation import Rotation
+from .timm_rope import TimmGrid, init_from_frequencies, read_rope
 
 __all__ = ["convert", "RotaryAttention", "TimmRotary", "patch_grid"]
 
@@ -51,8 +68,9 @@ __all__ = ["convert", "RotaryAttention", "TimmRotary", "patch_grid"]
 def patch_grid(patch_embed: nn.Module, image_size) -> tuple[int, int]:
     """The (h, w) patch grid a timm ``PatchEmbed`` produces for an image of ``image_size`` (H, W)."""
     if hasattr(patch_embed, "dynamic_feat_size") and not getattr(patch_embed, "strict_img_size", False):
-        h, w = patch_embed.dynamic_feat_size((int(image_size[0]), int(image_size[1])))
-        return int(h), int(w)
+        size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in image_size[:2])  # symbolic in export
+        h, w = patch_embed.dynamic_feat_size(size)
+        return tuple(g if isinstance(g, torch.SymInt) else int(g) for g in (h, w))
     return tuple(int(g) for g in patch_embed.grid_size)
 
 
@@ -65,16 +83,29 @@ class TimmRotary(nn.Module):
     blocks during the backward pass and needs it then.
     """
 
-    def __init__(self, pe: nn.Module, convention: str, train_grid: tuple[int, int]):
+    def __init__(self, pe: nn.Module, convention: str, train_grid: tuple[int, int], timm_grid: TimmGrid | None = None):
         super().__init__()
         self.pe = pe
         self.convention = convention
         self.train_grid = tuple(train_grid)
+        self.timm_grid = timm_grid  # the pretrained RoPE's own coordinates (convention "timm")
         self.rotation: Rotation | None = None
 
     def positions(self, grid: tuple[int, int], device=None) -> Tensor:
+        if self.timm_grid is not None:
+            return self.timm_grid.positions(grid, device, training=self.training)
         train = self.train_grid if self.convention == "liere" else None
         return _positions.grid(grid, self.convention, train_shape=train, device=device)
+
+    def rotate(self, layer: int, module: nn.Module, args, x: Tensor) -> Tensor:
+        """Forward hook of a timm attention's ``q_norm`` / ``k_norm``: x (B, H, N, D) rotated by layer's R."""
+        if self.rotation is None:
+            raise RuntimeError("convert: no rotation for this pass; call the converted model, not a block on its own")
+        rotation = self.rotation.layer(layer)
+        if self.pe.pairing == "half":
+            r = self.pe.rotary_dim
+            return from_interleaved(apply_rotation(to_interleaved(x, r), rotation), r).to(x.dtype)
+        return apply_rotation(x, rotation).to(x.dtype)
 
     def begin(self, patch_embed: nn.Module, args) -> None:
         images = args[0]
@@ -128,7 +159,13 @@ class RotaryAttention(nn.Module):
         if rotation is None:
             raise RuntimeError("RotaryAttention: no rotation for this pass; call the converted model "
                                "(or its forward_features), not a block on its own")
-        q, k = apply_rotation_qk(q, k, rotation.layer(self.layer))
+        rotation = rotation.layer(self.layer)
+        if self.context.pe.pairing == "half":  # rotate in the interleaved basis (liere.pairing)
+            r = self.context.pe.rotary_dim
+            q, k = apply_rotation_qk(to_interleaved(q, r), to_interleaved(k, r), rotation)
+            q, k = from_interleaved(q, r), from_interleaved(k, r)
+        else:
+            q, k = apply_rotation_qk(q, k, rotation)
         dropout = self.attn_drop.p if self.training and isinstance(self.attn_drop, nn.Dropout) else 0.0
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal,
                                            scale=self.scale)
@@ -161,21 +198,27 @@ def _make_dynamic(model: nn.Module) -> None:
 
 def convert(
     model: nn.Module,
-    method: str = "liere",
+    method: str | None = None,
     *,
     remove_abs_pos: bool = False,
     convention: str | None = None,
     dynamic_img_size: bool = True,
     share_layers: bool = False,
+    pretrained_rope: str = "carry",
     **options,
 ) -> nn.Module:
-    """Switch a timm ``VisionTransformer``'s attention to the rotary ``method``, in place; returns the model.
+    """Switch a timm ViT's attention to the rotary ``method``, in place; returns the model.
 
     method: any rotary name of ``liere.build`` ("liere", "comrope_ap", "comrope_ld", "rope_mixed",
-        "rope_axial", "spherical").
+        "rope_axial", "spherical"). Default: "liere" for a ViT without RoPE; for one with RoPE, the
+        equivalent liere method ("rope_mixed" or "rope_axial"), which gives the same outputs.
     remove_abs_pos: drop the absolute position table (``model.pos_embed``).
-    convention: position convention of the patch grid (``liere.positions``); default: the method's own.
+    convention: position convention of the patch grid (``liere.positions``); default: the method's own,
+        or for a model with RoPE the pretrained RoPE's own coordinates.
     dynamic_img_size: accept any image size divisible by the patch size (as timm's option of that name).
+    pretrained_rope: for a model with RoPE, "carry" starts ``method`` from its rotation (an exact start:
+        ``liere.integrations.timm_rope.EXACT_START``) and keeps its pairing and coordinates; "discard"
+        builds ``method`` fresh (liere's interleaved pairs and conventions).
     share_layers, options: passed to ``liere.build`` (block_size, share_heads, theta, ...).
     """
     blocks = getattr(model, "blocks", None)
@@ -183,6 +226,12 @@ def convert(
         raise TypeError(f"convert: expected a timm VisionTransformer, got {type(model).__name__}")
     if getattr(model, "liere_pe", None) is not None:
         raise ValueError("convert: this model is already converted")
+    if pretrained_rope not in ("carry", "discard"):
+        raise ValueError(f"convert: pretrained_rope: expected 'carry' or 'discard', got {pretrained_rope!r}")
+    if hasattr(model, "rope"):  # timm's Eva family (attention takes rope=), with or without a RoPE
+        return _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_size, share_layers,
+                                   pretrained_rope, options)
+    method = "liere" if method is None else method
     if not method_class(method).rotary:
         raise ValueError(f"convert: {method!r} is not a rotary method; timm's own pos_embed is the absolute baseline")
     for block in blocks:  # check every block before changing any
@@ -205,10 +254,62 @@ def convert(
         _make_dynamic(model)
     if remove_abs_pos:
         model.pos_embed = None
-    # timm's optimizer factory reads model.no_weight_decay(): add the encoding's names (a partial, so the
-    # model still pickles and deep-copies).
+    _declare_no_weight_decay(model, context)
+    model.patch_embed.register_forward_pre_hook(context.begin)
+    return model
+
+
+def _declare_no_weight_decay(model: nn.Module, context: TimmRotary) -> None:
+    """timm's optimizer factory reads model.no_weight_decay(): add the encoding's names (a partial, so the
+    model still pickles and deep-copies)."""
     declared = model.no_weight_decay() if callable(getattr(model, "no_weight_decay", None)) else set()
     names = set(declared) | {f"liere_pe.{name}" for name in context.no_weight_decay()}
     model.no_weight_decay = partial(_no_weight_decay, frozenset(names))
+
+
+def _convert_rope_model(model, method, remove_abs_pos, convention, dynamic_img_size, share_layers, pretrained_rope,
+                        options) -> nn.Module:
+    """A timm model whose attention takes ``rope=``: hooks on q_norm / k_norm, ``model.rope`` removed."""
+    blocks = model.blocks
+    first = blocks[0].attn
+    heads, head_dim = int(first.num_heads), int(first.head_dim)
+    for block in blocks:
+        attn = getattr(block, "attn", None)
+        if not all(isinstance(getattr(attn, name, None), nn.Module) for name in ("q_norm", "k_norm")):
+            raise TypeError(f"convert: {type(attn).__name__} has no q_norm / k_norm to rotate after; not supported")
+        if int(getattr(attn, "num_kv_heads", heads)) != heads:
+            raise TypeError("convert: grouped-query attention (num_kv_heads < num_heads) is not supported")
+    spec = read_rope(model, head_dim)
+    carry = pretrained_rope == "carry" and spec is not None
+    method = canonical_name(method or (spec.equivalent if spec is not None else "liere"))
+    if not method_class(method).rotary:
+        raise ValueError(f"convert: {method!r} is not a rotary method")
+    if carry and convention is not None:
+        raise ValueError("convert: convention applies with pretrained_rope='discard'; a carried RoPE keeps "
+                         "its own coordinates")
+    if spec is None and method in ("rope_axial", "rope_mixed"):
+        options.setdefault("block_size", 2)
+    if carry:
+        options.setdefault("pairing", spec.pairing)
+        if method in ("rope_axial", "rope_mixed"):
+            options.setdefault("block_size", 2)
+    pe = build(method, pos_dims=2, head_dim=head_dim, num_heads=heads, num_layers=len(blocks),
+               share_layers=share_layers, num_prefix_tokens=int(model.num_prefix_tokens), **options)
+    if carry:
+        init_from_frequencies(pe, spec.freqs)
+    train_grid = tuple(int(g) for g in model.patch_embed.grid_size)
+    context = TimmRotary(pe, "timm" if carry else (convention or pe.default_convention), train_grid,
+                         spec.grid if carry else None)
+    model.liere_pe = context
+    for i, block in enumerate(blocks):
+        block.attn.q_norm.register_forward_hook(partial(context.rotate, i))
+        block.attn.k_norm.register_forward_hook(partial(context.rotate, i))
+    model.rope = None
+    model.rope_mixed = False
+    if dynamic_img_size:
+        _make_dynamic(model)
+    if remove_abs_pos:
+        model.pos_embed = None
+    _declare_no_weight_decay(model, context)
     model.patch_embed.register_forward_pre_hook(context.begin)
     return model

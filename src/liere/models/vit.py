@@ -61,7 +61,7 @@ class PatchEmbed(nn.Module):
         self.proj = conv(in_chans, dim, kernel_size=self.patch_size, stride=self.patch_size)
 
     def grid_shape(self, spatial: Sequence[int]) -> tuple[int, ...]:
-        spatial = tuple(int(s) for s in spatial)
+        spatial = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in spatial)  # symbolic under export
         if len(spatial) != len(self.patch_size) or any(s % p for s, p in zip(spatial, self.patch_size)):
             raise ValueError(f"input size {spatial} is not divisible by patch_size={self.patch_size}")
         return tuple(s // p for s, p in zip(spatial, self.patch_size))
@@ -169,10 +169,13 @@ class ViT(nn.Module):
     def positions(self, grid_shape: Sequence[int]) -> Tensor:
         """Patch positions (N, d) of a grid under ``position_scaling``, cached per grid shape and scaling."""
         grid_shape = tuple(grid_shape)
-        if grid_shape == self.grid_shape:
-            return self.train_positions
         device = self.train_positions.device
         scaling = self.position_scaling
+        if not all(isinstance(n, int) for n in grid_shape):
+            # A symbolic grid (export with dynamic image size): positions in the graph, no shape guard.
+            return self._make_positions(grid_shape, device, scaling)
+        if grid_shape == self.grid_shape:
+            return self.train_positions
         if torch.compiler.is_compiling():
             # Writing the dict inside a compiled graph is a guarded side effect that costs a second
             # compile per new shape; in-graph the grid is a few cheap ops anyway.

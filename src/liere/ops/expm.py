@@ -45,6 +45,18 @@ __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled"]
 # beyond any position times generator in practice. Used only where the count
 # must be static (torch.compile, export).
 MAX_SQUARINGS = 24
+# Dynamic counts may go further (float64 batches at huge positions).
+MAX_SQUARINGS_F64 = 64
+# float32 (with the orthogonalising step) stays within 1e-5 of float64 up to this many squarings;
+# beyond, the chunk runs in float64.
+_MAX_SQUARINGS_F32 = 8
+# From this many squarings on, float32 results get one orthogonalising step (see _expm_chunk).
+_POLISH_FROM = 6
+# Bytes per intermediate of one chunk in the CPU's chunked exponential: 32 MB, because under load many
+# small chunks cost more in per-op thread synchronisation than they save in cache misses (measured: 2 MB
+# chunks 1.5-3x slower than one chunk on a loaded 2-core VM; 32 MB keeps the dense 12-layer backward to
+# 3 chunks, so its recomputed squares never all live at once).
+_CHUNK_BYTES = 1 << 25
 _TAYLOR_THETA = 1.5
 # float64 inputs (tests, gradcheck) get a smaller scaled norm: 0.25^13 / 13! ~ 2e-18.
 _TAYLOR_THETA_F64 = 0.25
@@ -136,80 +148,163 @@ def expm_4x4_scaled(s: Tensor, t: Tensor) -> Tensor:
     return e(ap * am) * eye + e(ap * bm) * minus + e(bp * am) * plus + e(bp * bm) * both
 
 
-def _num_squarings(a: Tensor) -> Tensor:
+def _num_squarings(a: Tensor, theta: float | None = None) -> Tensor:
     """Per-matrix squaring counts (a float tensor) from the 1-norm bound of the spectral norm."""
     norm1 = a.abs().sum(-2).amax(-1)  # max column sum
-    return torch.ceil(torch.log2(norm1.clamp_min(1e-30) / _theta(a))).clamp(0, MAX_SQUARINGS)
+    theta = _theta(a) if theta is None else theta
+    return torch.ceil(torch.log2(norm1.clamp_min(1e-30) / theta)).clamp(0, MAX_SQUARINGS_F64)
 
 
-def _scaled_powers(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _refine(a: Tensor, s: Tensor, theta: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """s and B = A / 2^s, B^2, B^4 with rho(B) <= theta, using as few squarings as the bounds allow."""
-    s = _num_squarings(a)
     b = a * torch.exp2(-s)[..., None, None]
-    b2 = b @ b
-    b4 = b2 @ b2
+    b2 = torch.bmm(b, b)
+    b4 = torch.bmm(b2, b2)
     # rho(B)^4 = |B^4|_2 <= |B^4|_1 for skew B: undo the squarings this tighter bound makes unnecessary.
     rho = b4.abs().sum(-2).amax(-1).clamp_min(1e-30).pow(0.25)
-    k = torch.minimum(torch.floor(torch.log2(_theta(a) / rho)).clamp_min(0), s)
+    k = torch.minimum(torch.floor(torch.log2(theta / rho)).clamp_min(0), s)
     up = torch.exp2(k)[..., None, None]
     up2 = up * up
     return s - k, b * up, b2 * up2, b4 * (up2 * up2)
 
 
-class _ExpmTaylorSS(torch.autograd.Function):
-    """Scaling and squaring with a hand-written reverse-mode backward.
+def _scaled_powers(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    a = a.reshape(-1, a.shape[-2], a.shape[-1])
+    return _refine(a, _num_squarings(a), _theta(a))
 
-    Works on a flat (batch, b, b) view: ``torch.bmm`` on 3-D operands is ~1.6x
-    faster than ``@`` on the 5-D (heads, tokens, blocks, b, b) original for the
-    small b here, and every transpose it needs is made contiguous first
-    (a transposed operand costs as much again).
+
+def _chunk_rows(n: int, itemsize: int, device: torch.device) -> int:
+    """How many n x n matrices one chunk holds: about _CHUNK_BYTES each, so that every intermediate of a
+    chunk stays in cache and is recycled by the allocator instead of being a fresh page-faulted buffer."""
+    if device.type != "cpu":
+        return 1 << 62
+    return max(1, _CHUNK_BYTES // (n * n * itemsize))
+
+
+def _taylor(b: Tensor, b2: Tensor, b4: Tensor):
+    """Degree-12 Taylor polynomial (5 products in all with B^2, B^4): returns (T, B^3, inner, mid)."""
+    eye = torch.eye(b.shape[-1], dtype=b.dtype, device=b.device)
+    b3 = torch.bmm(b2, b)
+    inner = _C[8] * eye + _C[9] * b + _C[10] * b2 + _C[11] * b3 + _C[12] * b4
+    mid = torch.baddbmm(_C[4] * eye + _C[5] * b + _C[6] * b2 + _C[7] * b3, b4, inner)
+    x = torch.baddbmm(eye + b + _C[2] * b2 + _C[3] * b3, b4, mid)
+    return x, b3, inner, mid
+
+
+def _square(x: Tensor, s: Tensor, i: int, common: int) -> Tensor:
+    if i < common:
+        return torch.bmm(x, x)
+    return torch.where((s > i)[..., None, None], torch.bmm(x, x), x)
+
+
+def _expm_chunk(a: Tensor, static: bool, keep: bool):
+    """exp of a chunk (c, n, n); with ``keep`` also what the reverse pass needs.
+
+    Eager float32 chunks that need more than _MAX_SQUARINGS_F32 squarings run
+    in float64 (see below); the result and the saved tensors are then float64.
+    """
+    theta = _theta(a)
+    s0 = _num_squarings(a, theta)
+    if static:
+        s, b, b2, b4 = _refine(a, s0.clamp(max=MAX_SQUARINGS), theta)
+        common, loops = 0, MAX_SQUARINGS
+    else:
+        s, b, b2, b4 = _refine(a, s0, theta)
+        lo_hi = torch.stack((s.min(), s.max())).tolist()  # one host read per chunk
+        common, loops = int(lo_hi[0]), int(lo_hi[1])
+        if loops > _MAX_SQUARINGS_F32 and a.dtype == torch.float32:
+            # Each squaring doubles the rounding error of the scaled exponential: past this count
+            # (|A| of a few hundred radians) float32 would drift from orthogonal by more than 1e-5.
+            # Such chunks (positions in pixels or millimetres) run in float64, where 2^s * eps64
+            # stays below 1e-7 up to |A| ~ 1e8; the common case never gets here.
+            return _expm_chunk(a.double(), static, keep)
+    x, _, inner, mid = _taylor(b, b2, b4)
+    squares = []
+    for i in range(loops):
+        if keep:
+            squares.append(x)
+        x = _square(x, s, i, common)
+    if not keep and x.dtype == torch.float32 and (static or loops >= _POLISH_FROM):
+        # One Newton-Schulz step, x <- x (3I - x^T x) / 2, pulls the squarings' accumulated rounding back
+        # onto the orthogonal group (it squares the distance from it). Its Jacobian at an orthogonal x
+        # is the identity on the tangent directions, the only ones exp's Jacobian reaches, so the
+        # backward (which recomputes without it) stays exact to rounding.
+        x = torch.baddbmm(x, x, torch.bmm(x.mT, x), beta=1.5, alpha=-0.5)
+    return x, (s, b, b2, b4, inner, mid, squares, common)
+
+
+def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
+    """Reverse mode through the squarings and the polynomial of one chunk."""
+    s, b, b2, b4, inner, mid, squares, common = saved
+    mm = torch.bmm
+    for i in reversed(range(len(squares))):
+        xt = squares[i].mT.contiguous()
+        step = torch.baddbmm(mm(g, xt), xt, g)
+        g = step if i < common else torch.where((s > i)[..., None, None], step, g)
+    # Reverse through x = I + b + c2 b2 + c3 b3 + b4 @ mid,
+    # mid = c4 I + c5 b + c6 b2 + c7 b3 + b4 @ inner, inner = c8 I + c9 b + c10 b2 + c11 b3 + c12 b4.
+    # Transposes stay general (not b^T = -b): gradcheck perturbs the input off the skew matrices.
+    b4t, b2t, bt = (t.mT.contiguous() for t in (b4, b2, b))
+    g_mid = mm(b4t, g)
+    g_b4 = mm(g, mid.mT.contiguous())
+    g_inner = mm(b4t, g_mid)
+    g_b4 = torch.baddbmm(g_b4 + _C[12] * g_inner, g_mid, inner.mT.contiguous())
+    g_b2 = _C[2] * g + _C[6] * g_mid + _C[10] * g_inner
+    g_b3 = _C[3] * g + _C[7] * g_mid + _C[11] * g_inner
+    g_b = g + _C[5] * g_mid + _C[9] * g_inner
+    g_b2 = torch.baddbmm(torch.baddbmm(torch.baddbmm(g_b2, g_b4, b2t), b2t, g_b4), g_b3, bt)
+    g_b = torch.baddbmm(torch.baddbmm(torch.baddbmm(g_b, b2t, g_b3), g_b2, bt), bt, g_b2)
+    return g_b * torch.exp2(-s)[..., None, None]
+
+
+class _ExpmTaylorSS(torch.autograd.Function):
+    """Scaling and squaring with a hand-written reverse-mode backward that recomputes.
+
+    Works on a flat (batch, b, b) view, chunk by chunk on the CPU (about
+    _CHUNK_BYTES per intermediate, so they stay in cache and are recycled), and
+    saves only its input: the backward recomputes each chunk's polynomial and
+    squares (5 + s products) before reversing through them (about 2 s + 11).
+    Saving the squares instead would hold s full-size copies of the batch until
+    the backward, which for the 12 layers of a dense ViT-Tiny is over half a
+    gigabyte of fresh, page-faulted buffers per step.
     """
 
     @staticmethod
     def forward(ctx, a: Tensor, static: bool):
-        shape = a.shape
-        a = a.reshape(-1, shape[-2], shape[-1])
-        s, b, b2, b4 = _scaled_powers(a)
-        loops = (MAX_SQUARINGS if static else int(s.max().item())) if a.numel() else 0
-        # Squarings every matrix needs skip the torch.where (a full copy each) in eager mode.
-        common = 0 if static or not a.numel() else int(s.min().item())
-        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        b3 = torch.bmm(b2, b)
-        inner = _C[8] * eye + _C[9] * b + _C[10] * b2 + _C[11] * b3 + _C[12] * b4
-        mid = _C[4] * eye + _C[5] * b + _C[6] * b2 + _C[7] * b3 + torch.bmm(b4, inner)
-        x = eye + b + _C[2] * b2 + _C[3] * b3 + torch.bmm(b4, mid)
-        squares = []
-        for i in range(loops):
-            squares.append(x)
-            x = torch.bmm(x, x) if i < common else torch.where((s > i)[..., None, None], torch.bmm(x, x), x)
-        ctx.common, ctx.shape = common, shape
-        ctx.save_for_backward(s, b, b2, b4, inner, mid, *squares)
-        return x.view(shape)
+        shape, n = a.shape, a.shape[-1]
+        flat = a.reshape(-1, n, n)
+        ctx.static = static
+        ctx.save_for_backward(a)
+        if not flat.shape[0]:
+            return a.new_empty(shape)
+        step = flat.shape[0] if static else _chunk_rows(n, flat.element_size(), flat.device)
+        if flat.shape[0] <= step:
+            return _expm_chunk(flat, static, keep=False)[0].to(a.dtype).view(shape)
+        out = torch.empty_like(flat)
+        for lo in range(0, flat.shape[0], step):
+            out[lo : lo + step] = _expm_chunk(flat[lo : lo + step], static, keep=False)[0]
+        return out.view(shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        s, b, b2, b4, inner, mid, *squares = ctx.saved_tensors
-        mm = torch.bmm
-        g = grad.reshape(b.shape)
-        for i in reversed(range(len(squares))):
-            xt = squares[i].mT.contiguous()
-            step = mm(g, xt).add_(mm(xt, g))
-            g = step if i < ctx.common else torch.where((s > i)[..., None, None], step, g)
-        # Reverse through x = I + b + c2 b2 + c3 b3 + b4 @ mid,
-        # mid = c4 I + c5 b + c6 b2 + c7 b3 + b4 @ inner, inner = c8 I + c9 b + c10 b2 + c11 b3 + c12 b4.
-        # Transposes stay general (not b^T = -b): gradcheck perturbs the input off the skew matrices.
-        b4t, b2t, bt = (t.mT.contiguous() for t in (b4, b2, b))
-        g_mid = mm(b4t, g)
-        g_b4 = mm(g, mid.mT.contiguous())
-        g_inner = mm(b4t, g_mid)
-        g_b4 = g_b4 + mm(g_mid, inner.mT.contiguous()) + _C[12] * g_inner
-        g_b = g + _C[5] * g_mid + _C[9] * g_inner
-        g_b2 = _C[2] * g + _C[6] * g_mid + _C[10] * g_inner
-        g_b3 = _C[3] * g + _C[7] * g_mid + _C[11] * g_inner
-        g_b2 = g_b2 + mm(g_b4, b2t) + mm(b2t, g_b4) + mm(g_b3, bt)
-        g_b = g_b + mm(b2t, g_b3)
-        g_b = g_b + mm(g_b2, bt) + mm(bt, g_b2)
-        return (g_b * torch.exp2(-s)[..., None, None]).view(ctx.shape), None
+        (a,) = ctx.saved_tensors
+        n = a.shape[-1]
+        if not a.numel():
+            return torch.zeros_like(a), None
+        flat = a.reshape(-1, n, n)
+        g_all = grad.reshape(flat.shape)
+
+        def chunk(sl):
+            _, saved = _expm_chunk(flat[sl], ctx.static, keep=True)
+            return _expm_chunk_backward(g_all[sl].to(saved[1].dtype), saved)
+
+        step = flat.shape[0] if ctx.static else _chunk_rows(n, flat.element_size(), flat.device)
+        if flat.shape[0] <= step:
+            return chunk(slice(None)).to(a.dtype).view(a.shape), None
+        out = torch.empty_like(flat)
+        for lo in range(0, flat.shape[0], step):
+            out[lo : lo + step] = chunk(slice(lo, lo + step))
+        return out.view(a.shape), None
 
 
 def expm_taylor_ss(a: Tensor) -> Tensor:

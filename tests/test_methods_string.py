@@ -167,3 +167,9 @@ def test_rotary_dim_errors():
         liere.build("rope_mixed", pos_dims=2, head_dim=16, num_heads=2, rotary_dim=32)
     with pytest.raises(ValueError, match="block_size"):
         liere.build("liere", pos_dims=2, head_dim=16, num_heads=2, rotary_dim=4, block_size=8)
+
+
+@pytest.mark.parametrize("method", ["string", "string_circulant"])
+def test_string_methods_refuse_half_pairing_in_one_line(method):
+    with pytest.raises(ValueError, match=r"^pairing: .*interleaved"):
+        liere.build(method, pos_dims=2, head_dim=16, num_heads=2, pairing="half")

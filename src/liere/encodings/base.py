@@ -18,6 +18,7 @@ come out of one batched call as the leading L axis of the ``Rotation``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import replace
@@ -76,12 +77,40 @@ class PositionEncoding(nn.Module):
     Fixed tensors (frequencies, axis generators, sin-cos tables, prefix positions) are
     non-persistent buffers, recomputable by ``init_non_persistent_buffers()`` (timm's
     convention). A model built on the meta device and moved with ``to_empty()`` gets
-    them recomputed automatically, so ``load_state_dict`` completes it.
+    them recomputed automatically, so ``load_state_dict`` completes it;
+    ``reset_parameters()`` draws the learned ones afresh (timm's convention), and
+    ``build(..., device=, dtype=)`` creates an encoding directly on a device.
     """
-
 
     #: Names of the fixed buffers ``_make_buffer`` computes.
     _fixed_names: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # Remember each instance's constructor arguments (the outermost __init__ of the chain), so that
+        # reset_parameters() can draw the learned tensors exactly as construction did.
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            if "_init_arguments" not in self.__dict__:
+                object.__setattr__(self, "_init_arguments", (args, dict(kw)))
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
+    def reset_parameters(self) -> None:
+        """Draw the learned tensors again as the constructor does (from torch's global RNG), in place, on
+        the module's device and dtype; then recompute the fixed buffers. Use after ``to_empty()``."""
+        args, kw = self.__dict__.get("_init_arguments", ((), {}))
+        with torch.device("cpu"):
+            fresh = type(self)(*args, **kw)
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                param.copy_(fresh.get_parameter(name))
+        self.init_non_persistent_buffers()
 
     def _register_fixed(self, name: str) -> None:
         self._fixed_names = (*self._fixed_names, name)

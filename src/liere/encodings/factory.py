@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
+
 from .base import PositionEncoding
 from .registry import METHODS, canonical_name
 
@@ -9,7 +13,8 @@ __all__ = ["build"]
 
 
 def build(
-    name: str, *, pos_dims: int, head_dim: int, num_heads: int, block_size: int | None = None, **options
+    name: str, *, pos_dims: int, head_dim: int, num_heads: int, block_size: int | None = None,
+    device: torch.device | str | None = None, dtype: torch.dtype | None = None, **options
 ) -> PositionEncoding:
     """Build a position encoding by name (any of ``liere.METHODS`` or ``liere.ALIASES``).
 
@@ -22,6 +27,12 @@ def build(
     see ``liere.pairing``).
     A method's own options are its class's ``options`` attribute, e.g.
     ``liere.METHODS["rope_mixed"].options == ("theta", "rotate")``.
+
+    ``device`` creates the tensors there (``"meta"``: no memory; after ``to_empty()`` the fixed
+    buffers are recomputed and ``load_state_dict`` or ``reset_parameters()`` fills the rest);
+    ``dtype`` casts the learned tensors (fixed frequencies stay float32, see ``PositionEncoding``).
     """
     cls = METHODS[canonical_name(name)]
-    return cls(pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        encoding = cls(pos_dims=pos_dims, head_dim=head_dim, num_heads=num_heads, block_size=block_size, **options)
+    return encoding if dtype is None else encoding.to(dtype)

@@ -58,7 +58,7 @@ class SphericalRoPE(BlockEncoding):
         if name != "axis_generators":
             return super()._make_buffer(name)
         axes = [_AXIS_OF_COORDINATE[k % 3] for k in range(self.pos_dims)]
-        return AXIS_GENERATORS[axes].clone()
+        return AXIS_GENERATORS[axes].to(torch.get_default_device(), copy=True)  # a device context (meta) applies
 
     def generator_blocks(self) -> Tensor:
         return self.freqs[..., None, None] * self.axis_generators[None, :, None, None]

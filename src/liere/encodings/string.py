@@ -87,6 +87,11 @@ class _String(PlanarEncoding):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        if self.pairing != "interleaved":
+            # P is a learned orthogonal change of basis; a fixed channel pairing is one particular P, and
+            # the basis-carrying apply paths work in the interleaved order only.
+            raise ValueError(f"pairing: {self.name} learns its own channel basis P, so it takes only "
+                             f"pairing='interleaved', got {self.pairing!r}")
         self.folded = False
 
     def basis(self) -> Tensor:

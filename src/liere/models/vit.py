@@ -150,11 +150,7 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self.register_buffer("train_positions", self._make_positions(self.grid_shape), persistent=False)
-        # Patch spacing per axis, the unit of the jitter; video time (axis 0 of 3) is never jittered.
-        spacing = [liere.positions.train_spacing(n, self.convention)[1] for n in self.grid_shape]
-        if len(spacing) == 3:
-            spacing[0] = 0.0
-        self.register_buffer("jitter_scale", torch.tensor(spacing), persistent=False)
+        self.register_buffer("jitter_scale", self._make_jitter_scale(), persistent=False)
         self._positions: dict[tuple[int, ...], Tensor] = {}
         self.apply(init_weights)
         for token in (self.cls_token, self.registers):
@@ -162,6 +158,32 @@ class ViT(nn.Module):
                 nn.init.trunc_normal_(token, std=0.02)
 
     # ----- positions -------------------------------------------------------------------
+    def _make_jitter_scale(self) -> Tensor:
+        # Patch spacing per axis, the unit of the jitter; video time (axis 0 of 3) is never jittered.
+        spacing = [liere.positions.train_spacing(n, self.convention)[1] for n in self.grid_shape]
+        if len(spacing) == 3:
+            spacing[0] = 0.0
+        return torch.tensor(spacing)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the fixed buffers (training positions, jitter scale, the encoding's) on the model's
+        device: a model built on the meta device gets them on ``to_empty()`` (automatically)."""
+        device = self.head.weight.device
+        with torch.device("cpu"):
+            positions, scale = self._make_positions(self.grid_shape), self._make_jitter_scale()
+        self._buffers["train_positions"] = positions.to(device)
+        self._buffers["jitter_scale"] = scale.to(device)
+        self._positions.clear()
+        self.pe.init_non_persistent_buffers()
+
+    def _apply(self, fn, *args, **kwargs):
+        was_meta = self.train_positions.device.type == "meta"
+        out = super()._apply(fn, *args, **kwargs)
+        self._positions.clear()
+        if was_meta and self.train_positions.device.type != "meta":
+            self.init_non_persistent_buffers()
+        return out
+
     def _make_positions(self, grid_shape: tuple[int, ...], device=None, scaling: str = "convention") -> Tensor:
         return position_grid(grid_shape, self.convention, train_shape=self.grid_shape, scaling=scaling,
                              device=device)

@@ -173,3 +173,28 @@ def test_rotary_dim_errors():
 def test_string_methods_refuse_half_pairing_in_one_line(method):
     with pytest.raises(ValueError, match=r"^pairing: .*interleaved"):
         liere.build(method, pos_dims=2, head_dim=16, num_heads=2, pairing="half")
+
+
+def test_string_starts_exactly_from_pretrained_rope_frequencies():
+    """The LieRE upgrade path's `string` start (issue 14): RoPE-Mixed's frequencies and S = 0 give the same
+    rotation as the pretrained RoPE; the skew parameters then receive gradients."""
+    from liere.integrations.timm_rope import init_from_frequencies
+
+    torch.manual_seed(3)
+    kw = dict(pos_dims=2, head_dim=16, num_heads=2, num_layers=2)
+    rope = liere.build("rope_mixed", **kw)
+    with torch.no_grad():
+        rope.freqs.mul_(3.0)                                   # anything but string's own initial frequencies
+    string = liere.build("string", **kw)
+    with torch.no_grad():
+        string.skew_upper.normal_()                            # a non-identity basis before the start is set
+    init_from_frequencies(string, rope.freqs.detach())
+    pos = torch.rand(7, 2) * 8
+    for layer in range(2):
+        want = rope.rotation_matrix(pos, layer=layer).double()
+        got = string.rotation_matrix(pos, layer=layer).double()
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    q = torch.randn(1, 2, 7, 16)
+    out_q, out_k = string(q, q, pos)
+    (out_q * torch.randn_like(out_q)).sum().backward()
+    assert string.skew_upper.grad is not None and string.skew_upper.grad.abs().sum() > 0

@@ -24,6 +24,8 @@ which computes the same coordinates as timm, in the graph (any image size, ONNX)
 ``init_from_frequencies`` then gives a liere encoding the same rotation:
 
 * ``rope_axial`` (fixed) and ``rope_mixed`` (learned): the frequencies themselves;
+* ``string`` (Cayley-STRING): the frequencies, with S = 0 so the basis P is the identity;
+  fine-tuning then learns P (interleaved pairing only: P replaces any fixed pairing);
 * ``liere`` with block size b (even): each b x b block carries b/2 pretrained
   pairs as 2 x 2 sub-blocks on its diagonal, the couplings between them start at 0;
 * ``comrope_ld`` with block size b: one skew matrix per block times per-axis scales,
@@ -45,7 +47,7 @@ from torch import Tensor, nn
 __all__ = ["TimmGrid", "TimmRope", "read_rope", "init_from_frequencies", "EXACT_START"]
 
 #: Methods that ``init_from_frequencies`` can start exactly from RoPE frequencies.
-EXACT_START = ("rope_axial", "rope_mixed", "liere", "comrope_ld")
+EXACT_START = ("rope_axial", "rope_mixed", "string", "liere", "comrope_ld")
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,14 @@ def init_from_frequencies(pe: nn.Module, freqs: Tensor) -> nn.Module:
         return pe
     if name == "rope_mixed":
         pe.freqs.copy_(_fit(freqs, pe.param_layers, pe.param_heads, "rope_mixed"))
+        return pe
+    if name == "string":
+        if getattr(pe, "rotary_dim", None) not in (None, pe.head_dim):
+            raise ValueError(f"convert: an exact start of 'string' from RoPE needs rotary_dim = head_dim "
+                             f"({pe.head_dim}), got {pe.rotary_dim}")
+        with torch.no_grad():
+            pe.freqs.copy_(_fit(freqs, pe.param_layers, pe.param_heads, "string"))
+            pe.skew_upper.zero_()
         return pe
     if name not in EXACT_START:
         raise ValueError(f"convert: {name!r} has no exact start from a pretrained RoPE (methods with one: "

@@ -242,19 +242,24 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def _measure_peak(row: Row, x: _Inputs, device) -> int:
-    """Peak bytes of tensors allocated during one step, from the profiler's allocation events."""
+def _peak_bytes(run, device) -> int:
+    """Peak bytes of tensors allocated while ``run()`` executes, from the profiler's allocation events."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with _quiet_stderr(), profile(activities=activities, profile_memory=True) as prof:
-        _step(row, x)
+        run()
         _sync(device)
     want = "cuda" if device.type == "cuda" else "cpu"
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events = [e for e in events if str(e.device_type()).lower().endswith(want)] or events
     events.sort(key=lambda e: e.start_ns())
     return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+
+
+def _measure_peak(row: Row, x: _Inputs, device) -> int:
+    """Peak bytes of tensors allocated during one step of ``row``."""
+    return _peak_bytes(lambda: _step(row, x), device)
 
 
 def run_case(case: Case, *, repeats: int = 15, warmup: int = 3, device="cpu", dtype=torch.float32,
@@ -448,17 +453,7 @@ def _train_step(model, opt, x, y):
 
 
 def _step_peak(model, opt, x, y, device) -> int:
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with _quiet_stderr(), profile(activities=activities, profile_memory=True) as prof:
-        _train_step(model, opt, x, y)
-        _sync(device)
-    want = "cuda" if device.type == "cuda" else "cpu"
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    events = [e for e in events if str(e.device_type()).lower().endswith(want)] or events
-    events.sort(key=lambda e: e.start_ns())
-    return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+    return _peak_bytes(lambda: _train_step(model, opt, x, y), device)
 
 
 def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, device="cpu", memory: bool = True,

@@ -27,6 +27,8 @@ import time
 import warnings
 from pathlib import Path
 
+from liere._argtypes import positive_int as _positive_int
+
 __all__ = ["main", "build_parser"]
 
 # The offline demo (`liere compare` with no arguments) and the text comparison are defined once, in the
@@ -90,16 +92,6 @@ def _str_list(text: str) -> list[str]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one name")
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _patch(text: str):

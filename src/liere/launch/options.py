@@ -12,6 +12,8 @@ import re
 import shutil
 from dataclasses import dataclass, field, fields
 
+from liere._argtypes import count as _count
+from liere._argtypes import positive_int as _positive
 from liere.train.config import ConfigError
 
 __all__ = ["LAUNCHERS", "LaunchError", "LaunchOptions", "add_launch_args", "options_from_args", "check_config",
@@ -64,23 +66,6 @@ def parse_timeout(text: str) -> int:
     if minutes < 1:
         raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
     return minutes
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _gb(text: str) -> float:

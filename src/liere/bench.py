@@ -456,22 +456,39 @@ def _step_peak(model, opt, x, y, device) -> int:
     return _peak_bytes(lambda: _train_step(model, opt, x, y), device)
 
 
+COMPILED = " compiled"
+
+
 def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, device="cpu", memory: bool = True,
-             rows=None, log=print) -> dict:
+             rows=None, compile: bool = False, log=print) -> dict:
     """Time one training step (forward, backward, AdamW) of the ViT with every method, interleaved round by
-    round at each batch size; ratios are to RoPE-Mixed's median in the same run."""
+    round at each batch size; ratios are to RoPE-Mixed's median in the same run.
+
+    With ``compile``, every row also runs as ``torch.compile(model)`` (inductor), labelled "... compiled";
+    its first step at each batch size (the compilation) is reported as ``compile_s`` and not timed."""
     device = torch.device(device)
     rows = STEP_ROWS if rows is None else rows
     models = {}
     for label, method, b, share in rows:
         torch.manual_seed(0)
         models[label] = _step_model(case, method, b, share, device)
+        if compile:
+            torch.manual_seed(0)
+            model, opt = _step_model(case, method, b, share, device)
+            models[label + COMPILED] = (torch.compile(model), opt)
     results = []
+    compile_s = {}
     for batch in case.batches:
         gen = torch.Generator().manual_seed(batch)
         x = torch.randn(batch, 3, case.image, case.image, generator=gen).to(device)
         y = torch.randint(0, 10, (batch,), generator=gen).to(device)
         times = {label: [] for label in models}
+        for label, (model, opt) in models.items():
+            if label.endswith(COMPILED):
+                t0 = time.perf_counter()
+                _train_step(model, opt, x, y)
+                _sync(device)
+                compile_s[(label, batch)] = time.perf_counter() - t0
         for rnd in range(warmup + repeats):
             for label, (model, opt) in models.items():
                 _sync(device)
@@ -490,25 +507,31 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
                 "peak_mb": None if peaks[label] is None else peaks[label] / 2**20,
                 "peak_ratio": None if peaks[label] is None or not peaks.get(STEP_REFERENCE) else
                 peaks[label] / peaks[STEP_REFERENCE],
+                "compile_s": compile_s.get((label, batch)),
             })
     by_key = {(r["label"], r["batch"]): r for r in results}
     targets = [{"row": row, "batch": batch, "limit": limit, "ratio": by_key[(row, batch)]["ratio"],
                 "met": by_key[(row, batch)]["ratio"] <= limit}
                for row, batch, limit in STEP_TARGETS if (row, batch) in by_key and by_key[(row, batch)]["ratio"]]
     return {"case": "step", "config": case.describe(), "device": str(device), "threads": torch.get_num_threads(),
-            "repeats": repeats, "warmup": warmup, "torch": torch.__version__, "rows": results, "targets": targets}
+            "repeats": repeats, "warmup": warmup, "torch": torch.__version__, "compile": compile, "rows": results,
+            "targets": targets}
 
 
 def format_step(result: dict) -> str:
     lines = [f"== step: {result['config']}  [{result['device']}, {result['threads']} threads, median of "
              f"{result['repeats']} interleaved rounds after {result['warmup']} warm-up]"]
-    head = f"{'method':<20}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'peak MB':>10}{'x peak':>8}"
+    compiled = result.get("compile")
+    head = (f"{'method':<29}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'peak MB':>10}{'x peak':>8}"
+            + (f"{'compile s':>11}" if compiled else ""))
     lines += [head, "-" * len(head)]
     for r in result["rows"]:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         peak_ratio = "-" if r["peak_ratio"] is None else f"{r['peak_ratio']:.2f}"
-        lines.append(f"{r['label']:<20}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{peak:>10}{peak_ratio:>8}")
+        extra = "" if not compiled else f"{r['compile_s']:>11.1f}" if r.get("compile_s") is not None else f"{'':>11}"
+        lines.append(f"{r['label']:<29}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{peak:>10}{peak_ratio:>8}"
+                     + extra)
     for t in result["targets"]:
         lines.append(f"target {t['row']} at batch {t['batch']} <= {t['limit']} x rope_mixed: {t['ratio']:.2f}  "
                      f"{'met' if t['met'] else 'MISSED'}")
@@ -538,6 +561,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    p.add_argument("--compile", action="store_true",
+                   help="step: also run every row under torch.compile (inductor), with its compile time")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.error = lambda message: p.exit(2, f"liere bench: error: {message}\n")  # one line, no usage block
     args = p.parse_args(argv)
@@ -563,6 +588,8 @@ def main(argv=None) -> int:
     repeats = args.repeats or (2 if args.quick else default_repeats)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick or args.case == "step" else 3)
     names = [*CASES, "expm"] if args.case == "all" else [args.case]
+    if args.compile and "step" not in names:
+        raise SystemExit("liere bench: --compile: applies to --case step only")
     results = []
     for name in names:
         if name == "step":
@@ -577,7 +604,7 @@ def main(argv=None) -> int:
                     raise SystemExit(f"liere bench: --methods: unknown row(s) {unknown}; known: {sorted(known)}")
                 rows = [r for r in STEP_ROWS if r[0] in args.methods or r[0] == STEP_REFERENCE]
             res = run_step(case, repeats=repeats, warmup=warmup, device=args.device, memory=not args.no_memory,
-                           rows=rows)
+                           rows=rows, compile=args.compile)
             print(format_step(res), flush=True)
         elif name == "expm":
             res = run_expm(repeats=repeats, warmup=warmup, quick=args.quick or args.tiny)

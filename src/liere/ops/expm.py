@@ -37,13 +37,12 @@ import math
 import torch
 from torch import Tensor
 
-from .._compat import tracing
 
 __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled"]
 
 # Past this many squarings the scaled norm would exceed 0.5 * 2**24 ~ 8e6, far
 # beyond any position times generator in practice. Used only where the count
-# must be static (torch.compile, export).
+# must be static (export to ONNX, jit tracing).
 MAX_SQUARINGS = 24
 # Dynamic counts may go further (float64 batches at huge positions).
 MAX_SQUARINGS_F64 = 64
@@ -257,6 +256,42 @@ def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
     return g_b * torch.exp2(-s)[..., None, None]
 
 
+def _expm_forward(a: Tensor, static: bool) -> Tensor:
+    """exp of every (n, n) matrix of ``a``, chunk by chunk on the CPU (see _ExpmTaylorSS)."""
+    shape, n = a.shape, a.shape[-1]
+    flat = a.reshape(-1, n, n)
+    if not flat.shape[0]:
+        return a.new_empty(shape)
+    step = flat.shape[0] if static else _chunk_rows(n, flat.element_size(), flat.device)
+    if flat.shape[0] <= step:
+        return _expm_chunk(flat, static, keep=False)[0].to(a.dtype).view(shape)
+    out = torch.empty_like(flat)
+    for lo in range(0, flat.shape[0], step):
+        out[lo : lo + step] = _expm_chunk(flat[lo : lo + step], static, keep=False)[0]
+    return out.view(shape)
+
+
+def _expm_backward(a: Tensor, grad: Tensor, static: bool) -> Tensor:
+    """Vector-Jacobian product of exp at ``a``: recomputes each chunk's forward, then reverses through it."""
+    n = a.shape[-1]
+    if not a.numel():
+        return a.new_zeros(a.shape)
+    flat = a.reshape(-1, n, n)
+    g_all = grad.reshape(flat.shape)
+
+    def chunk(sl):
+        _, saved = _expm_chunk(flat[sl], static, keep=True)
+        return _expm_chunk_backward(g_all[sl].to(saved[1].dtype), saved)
+
+    step = flat.shape[0] if static else _chunk_rows(n, flat.element_size(), flat.device)
+    if flat.shape[0] <= step:
+        return chunk(slice(None)).to(a.dtype).view(a.shape)
+    out = torch.empty_like(flat)
+    for lo in range(0, flat.shape[0], step):
+        out[lo : lo + step] = chunk(slice(lo, lo + step))
+    return out.view(a.shape)
+
+
 class _ExpmTaylorSS(torch.autograd.Function):
     """Scaling and squaring with a hand-written reverse-mode backward that recomputes.
 
@@ -271,45 +306,60 @@ class _ExpmTaylorSS(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, static: bool):
-        shape, n = a.shape, a.shape[-1]
-        flat = a.reshape(-1, n, n)
         ctx.static = static
         ctx.save_for_backward(a)
-        if not flat.shape[0]:
-            return a.new_empty(shape)
-        step = flat.shape[0] if static else _chunk_rows(n, flat.element_size(), flat.device)
-        if flat.shape[0] <= step:
-            return _expm_chunk(flat, static, keep=False)[0].to(a.dtype).view(shape)
-        out = torch.empty_like(flat)
-        for lo in range(0, flat.shape[0], step):
-            out[lo : lo + step] = _expm_chunk(flat[lo : lo + step], static, keep=False)[0]
-        return out.view(shape)
+        return _expm_forward(a, static)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (a,) = ctx.saved_tensors
-        n = a.shape[-1]
-        if not a.numel():
-            return torch.zeros_like(a), None
-        flat = a.reshape(-1, n, n)
-        g_all = grad.reshape(flat.shape)
+        return _expm_backward(a, grad, ctx.static), None
 
-        def chunk(sl):
-            _, saved = _expm_chunk(flat[sl], ctx.static, keep=True)
-            return _expm_chunk_backward(g_all[sl].to(saved[1].dtype), saved)
 
-        step = flat.shape[0] if ctx.static else _chunk_rows(n, flat.element_size(), flat.device)
-        if flat.shape[0] <= step:
-            return chunk(slice(None)).to(a.dtype).view(a.shape), None
-        out = torch.empty_like(flat)
-        for lo in range(0, flat.shape[0], step):
-            out[lo : lo + step] = chunk(slice(lo, lo + step))
-        return out.view(a.shape), None
+# Under torch.compile the exponential is one opaque operator: its body runs eagerly, so it reads the
+# squaring count from the data (one host read per chunk, as in eager mode) instead of unrolling the
+# static maximum of 24 squarings into the graph and keeping all of them for the backward (which made
+# compiled LieRE-8 about 5x slower than eager). Export (ONNX) still traces the static form, which
+# needs no custom operator in the exported file.
+@torch.library.custom_op("liere::skew_expm_ss", mutates_args=())
+def _expm_op(a: Tensor) -> Tensor:
+    return _expm_forward(a, static=False)
+
+
+@_expm_op.register_fake
+def _(a: Tensor) -> Tensor:
+    return a.new_empty(a.shape)  # contiguous, as the real result (empty_like would copy a's strides)
+
+
+@torch.library.custom_op("liere::skew_expm_ss_backward", mutates_args=())
+def _expm_backward_op(a: Tensor, grad: Tensor) -> Tensor:
+    return _expm_backward(a, grad, static=False)
+
+
+@_expm_backward_op.register_fake
+def _(a: Tensor, grad: Tensor) -> Tensor:
+    return a.new_empty(a.shape)
+
+
+def _expm_op_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(inputs[0])
+
+
+def _expm_op_grad(ctx, grad: Tensor):
+    (a,) = ctx.saved_tensors
+    return _expm_backward_op(a, grad)
+
+
+_expm_op.register_autograd(_expm_op_grad, setup_context=_expm_op_setup)
 
 
 def expm_taylor_ss(a: Tensor) -> Tensor:
     """General-size exponential by scaling and squaring (any square ``a``; exact for skew)."""
-    return _ExpmTaylorSS.apply(a, tracing())
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+        return _ExpmTaylorSS.apply(a, True)
+    if torch.compiler.is_compiling():
+        return _expm_op(a)
+    return _ExpmTaylorSS.apply(a, False)
 
 
 def skew_expm(a: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .._compat import tracing
 from ..ops.apply import LAYOUTS, apply_rotation_qk
-from ..ops.expm import skew_expm
+from ..ops.expm import new_site, skew_expm
 from ..pairing import check_pairing, from_interleaved, permutation, to_interleaved
 from ..positions import check_positions
 from ..rotation import Rotation
@@ -222,6 +222,7 @@ class RotaryEncoding(PositionEncoding):
         self.pos_dims = _positive_int("pos_dims", pos_dims)
         self.head_dim = _positive_int("head_dim", head_dim)
         self.num_heads = _positive_int("num_heads", num_heads)
+        self._expm_site = new_site()  # on accelerators, exponentials reuse this module's squaring counts
         # Partial rotation (GPT-NeoX, rotary-embedding-torch): only the first rotary_dim channels turn.
         self.rotary_dim = head_dim if rotary_dim is None else _positive_int("rotary_dim", rotary_dim)
         if self.rotary_dim > head_dim:
@@ -433,7 +434,7 @@ class BlockEncoding(RotaryEncoding):
         return torch.einsum("bnd,ldhmij->lbhnmij", positions, self.generator_blocks().to(positions.dtype))
 
     def _compute(self, positions: Tensor) -> Rotation:
-        return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions)))
+        return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions), site=self._expm_site))
 
 
 def skew_from_upper(params: Tensor, size: int) -> Tensor:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 
-__all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled"]
+__all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled", "new_site"]
 
 # Past this many squarings the scaled norm would exceed 0.5 * 2**24 ~ 8e6, far
 # beyond any position times generator in practice. Used only where the count
@@ -59,6 +59,8 @@ _CHUNK_BYTES = 1 << 25
 _TAYLOR_THETA = 1.5
 # float64 inputs (tests, gradcheck) get a smaller scaled norm: 0.25^13 / 13! ~ 2e-18.
 _TAYLOR_THETA_F64 = 0.25
+# log2(_TAYLOR_THETA / _TAYLOR_THETA_F64), rounded up: float64 runs at most this many more squarings.
+_F64_EXTRA = 3
 # 1/k! for the degree-12 Taylor polynomial.
 _C = [1.0 / math.factorial(k) for k in range(13)]
 
@@ -196,40 +198,52 @@ def _square(x: Tensor, s: Tensor, i: int, common: int) -> Tensor:
     return torch.where((s > i)[..., None, None], torch.bmm(x, x), x)
 
 
-def _expm_chunk(a: Tensor, static: bool, keep: bool):
+def _expm_chunk(a: Tensor, count, keep: bool):
     """exp of a chunk (c, n, n); with ``keep`` also what the reverse pass needs.
 
-    Eager float32 chunks that need more than _MAX_SQUARINGS_F32 squarings run
-    in float64 (see below); the result and the saved tensors are then float64.
+    ``count`` is how many squarings the loop runs: ``None`` reads the counts the data need (one host
+    read), ``"static"`` runs MAX_SQUARINGS (traced graphs), an int runs that many (an accelerator's
+    count from an earlier call, see _CountReadback). Per-matrix counts below the loop's are masked.
+    Float32 chunks that need more than _MAX_SQUARINGS_F32 squarings run in float64 (see below); the
+    result and the saved tensors are then float64.
     """
     theta = _theta(a)
     s0 = _num_squarings(a, theta)
-    if static:
-        s, b, b2, b4 = _refine(a, s0.clamp(max=MAX_SQUARINGS), theta)
-        common, loops = 0, MAX_SQUARINGS
-    else:
+    needed = None
+    if count is None:
         s, b, b2, b4 = _refine(a, s0, theta)
         lo_hi = torch.stack((s.min(), s.max())).tolist()  # one host read per chunk
         common, loops = int(lo_hi[0]), int(lo_hi[1])
-        if loops > _MAX_SQUARINGS_F32 and a.dtype == torch.float32:
-            # Each squaring doubles the rounding error of the scaled exponential: past this count
-            # (|A| of a few hundred radians) float32 would drift from orthogonal by more than 1e-5.
-            # Such chunks (positions in pixels or millimetres) run in float64, where 2^s * eps64
-            # stays below 1e-7 up to |A| ~ 1e8; the common case never gets here.
-            return _expm_chunk(a.double(), static, keep)
+    else:
+        loops = MAX_SQUARINGS if count == "static" else int(count)
+        s, b, b2, b4 = _refine(a, s0.clamp(max=loops), theta)
+        common = 0
+        if count != "static":
+            # What the data needed, for the read-back; where it exceeds the loop, the 1-norm bound.
+            needed = torch.where(s0 > loops, s0, s).max()
+    if count != "static" and loops > _MAX_SQUARINGS_F32 and a.dtype == torch.float32:
+        # Each squaring doubles the rounding error of the scaled exponential: past this count
+        # (|A| of a few hundred radians) float32 would drift from orthogonal by more than 1e-5.
+        # Such chunks (positions in pixels or millimetres) run in float64, where 2^s * eps64
+        # stays below 1e-7 up to |A| ~ 1e8; the common case never gets here.
+        if count is None:
+            return _expm_chunk(a.double(), None, keep)
+        # float64's smaller scaled norm needs up to _F64_EXTRA more squarings; counts stay in float32's units.
+        x, saved, needed = _expm_chunk(a.double(), loops + _F64_EXTRA, keep)
+        return x, saved, needed - _F64_EXTRA
     x, _, inner, mid = _taylor(b, b2, b4)
     squares = []
     for i in range(loops):
         if keep:
             squares.append(x)
         x = _square(x, s, i, common)
-    if not keep and x.dtype == torch.float32 and (static or loops >= _POLISH_FROM):
+    if not keep and x.dtype == torch.float32 and (count == "static" or loops >= _POLISH_FROM):
         # One Newton-Schulz step, x <- x (3I - x^T x) / 2, pulls the squarings' accumulated rounding back
         # onto the orthogonal group (it squares the distance from it). Its Jacobian at an orthogonal x
         # is the identity on the tangent directions, the only ones exp's Jacobian reaches, so the
         # backward (which recomputes without it) stays exact to rounding.
         x = torch.baddbmm(x, x, torch.bmm(x.mT, x), beta=1.5, alpha=-0.5)
-    return x, (s, b, b2, b4, inner, mid, squares, common)
+    return x, (s, b, b2, b4, inner, mid, squares, common), needed
 
 
 def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
@@ -256,22 +270,24 @@ def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
     return g_b * torch.exp2(-s)[..., None, None]
 
 
-def _expm_forward(a: Tensor, static: bool) -> Tensor:
-    """exp of every (n, n) matrix of ``a``, chunk by chunk on the CPU (see _ExpmTaylorSS)."""
+def _expm_forward(a: Tensor, count) -> tuple[Tensor, Tensor | None]:
+    """exp of every (n, n) matrix of ``a``, chunk by chunk on the CPU (see _ExpmTaylorSS); also, where
+    ``count`` is an int, the largest squaring count the data needed (a device scalar, for _CountReadback)."""
     shape, n = a.shape, a.shape[-1]
     flat = a.reshape(-1, n, n)
     if not flat.shape[0]:
-        return a.new_empty(shape)
-    step = flat.shape[0] if static else _chunk_rows(n, flat.element_size(), flat.device)
+        return a.new_empty(shape), None
+    step = _chunk_rows(n, flat.element_size(), flat.device) if count is None else flat.shape[0]
     if flat.shape[0] <= step:
-        return _expm_chunk(flat, static, keep=False)[0].to(a.dtype).view(shape)
+        x, _, needed = _expm_chunk(flat, count, keep=False)
+        return x.to(a.dtype).view(shape), needed
     out = torch.empty_like(flat)
     for lo in range(0, flat.shape[0], step):
-        out[lo : lo + step] = _expm_chunk(flat[lo : lo + step], static, keep=False)[0]
-    return out.view(shape)
+        out[lo : lo + step] = _expm_chunk(flat[lo : lo + step], count, keep=False)[0]
+    return out.view(shape), None
 
 
-def _expm_backward(a: Tensor, grad: Tensor, static: bool) -> Tensor:
+def _expm_backward(a: Tensor, grad: Tensor, count) -> Tensor:
     """Vector-Jacobian product of exp at ``a``: recomputes each chunk's forward, then reverses through it."""
     n = a.shape[-1]
     if not a.numel():
@@ -280,16 +296,94 @@ def _expm_backward(a: Tensor, grad: Tensor, static: bool) -> Tensor:
     g_all = grad.reshape(flat.shape)
 
     def chunk(sl):
-        _, saved = _expm_chunk(flat[sl], static, keep=True)
+        _, saved, _ = _expm_chunk(flat[sl], count, keep=True)
         return _expm_chunk_backward(g_all[sl].to(saved[1].dtype), saved)
 
-    step = flat.shape[0] if static else _chunk_rows(n, flat.element_size(), flat.device)
+    step = _chunk_rows(n, flat.element_size(), flat.device) if count is None else flat.shape[0]
     if flat.shape[0] <= step:
         return chunk(slice(None)).to(a.dtype).view(a.shape)
     out = torch.empty_like(flat)
     for lo in range(0, flat.shape[0], step):
         out[lo : lo + step] = chunk(slice(lo, lo + step))
     return out.view(a.shape)
+
+
+# ----- squaring counts on accelerators, without making the host wait -------------------------------------
+# On the CPU a host read of the counts costs nothing, so the exponential reads them every call. On an
+# accelerator that read would synchronise every training step. There, a call site (one encoding, see
+# new_site) runs the count read back, asynchronously, from an earlier call with the same shape, plus
+# _COUNT_MARGIN: one spare squaring absorbs a doubling of |A| between the two calls (training changes the
+# generators by a fraction of a percent per step). The first call of a site and shape reads synchronously,
+# once. If a later call needed more squarings than it ran, its result was truncated; the read-back that
+# reveals it raises the count and warns.
+_COUNT_MARGIN = 1
+# Tests set this to run the accelerator's protocol on the CPU.
+_READBACK_ON_CPU = False
+_SITES: dict[tuple, "_CountReadback"] = {}
+_site_ids = iter(range(1 << 62))
+
+
+def new_site() -> int:
+    """A fresh call-site id for ``skew_expm(..., site=)``: one per module that calls it every step."""
+    return next(_site_ids)
+
+
+class _CountReadback:
+    """The squaring count of one (site, shape), copied to the host without waiting for the device."""
+
+    def __init__(self):
+        self.count: int | None = None
+        self.pending = None  # (host copy of the needed count, event, count that was run)
+
+    def poll(self) -> None:
+        if self.pending is None:
+            return
+        host, event, ran = self.pending
+        if event is not None and not event.query():
+            return
+        needed = int(host)  # the copy has landed: reading it does not wait
+        self.pending = None
+        if needed > ran:
+            import warnings
+
+            warnings.warn(f"liere: an exponential ran {ran} squarings where its data needed {needed} (its "
+                          "generators or positions grew more than 2x since the previous call); later calls "
+                          "use the new count", RuntimeWarning, stacklevel=3)
+        self.count = needed + _COUNT_MARGIN
+
+    def record(self, needed: Tensor, ran: int) -> None:
+        if self.pending is not None:
+            return
+        if needed.device.type == "cpu":
+            self.pending = (needed.clone(), None, ran)
+            return
+        host = torch.empty((), dtype=needed.dtype, pin_memory=True)
+        host.copy_(needed, non_blocking=True)
+        event = torch.Event(needed.device)
+        event.record()
+        self.pending = (host, event, ran)
+
+
+def _readback(a: Tensor, site: int | None) -> "_CountReadback | None":
+    if site is None or (a.device.type == "cpu" and not _READBACK_ON_CPU):
+        return None
+    return _SITES.setdefault((site, tuple(a.shape), a.dtype, a.device), _CountReadback())
+
+
+def _forward_with_counts(a: Tensor, site: int | None) -> tuple[Tensor, object]:
+    """Eager forward: returns exp(a) and the count its backward should use (None: read it again)."""
+    readback = _readback(a, site)
+    if readback is None:
+        return _expm_forward(a, None)[0], None
+    readback.poll()
+    if readback.count is None:  # first call of this site and shape: one synchronous read
+        flat = a.reshape(-1, a.shape[-1], a.shape[-1])
+        needed = int(_num_squarings(flat).max()) if flat.shape[0] else 0
+        readback.count = needed + _COUNT_MARGIN
+    out, needed = _expm_forward(a, readback.count)
+    if needed is not None:
+        readback.record(needed, readback.count)
+    return out, readback.count
 
 
 class _ExpmTaylorSS(torch.autograd.Function):
@@ -305,15 +399,18 @@ class _ExpmTaylorSS(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a: Tensor, static: bool):
-        ctx.static = static
+    def forward(ctx, a: Tensor, static: bool, site: int | None):
         ctx.save_for_backward(a)
-        return _expm_forward(a, static)
+        if static:
+            ctx.count = "static"
+            return _expm_forward(a, "static")[0]
+        out, ctx.count = _forward_with_counts(a, site)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (a,) = ctx.saved_tensors
-        return _expm_backward(a, grad, ctx.static), None
+        return _expm_backward(a, grad, ctx.count), None, None
 
 
 # Under torch.compile the exponential is one opaque operator: its body runs eagerly, so it reads the
@@ -321,48 +418,56 @@ class _ExpmTaylorSS(torch.autograd.Function):
 # static maximum of 24 squarings into the graph and keeping all of them for the backward (which made
 # compiled LieRE-8 about 5x slower than eager). Export (ONNX) still traces the static form, which
 # needs no custom operator in the exported file.
+# ``site`` is -1 for none (a schema int cannot be None); it is a constant of the graph.
 @torch.library.custom_op("liere::skew_expm_ss", mutates_args=())
-def _expm_op(a: Tensor) -> Tensor:
-    return _expm_forward(a, static=False)
+def _expm_op(a: Tensor, site: int) -> Tensor:
+    return _forward_with_counts(a, None if site < 0 else site)[0]
 
 
 @_expm_op.register_fake
-def _(a: Tensor) -> Tensor:
+def _(a: Tensor, site: int) -> Tensor:
     return a.new_empty(a.shape)  # contiguous, as the real result (empty_like would copy a's strides)
 
 
 @torch.library.custom_op("liere::skew_expm_ss_backward", mutates_args=())
-def _expm_backward_op(a: Tensor, grad: Tensor) -> Tensor:
-    return _expm_backward(a, grad, static=False)
+def _expm_backward_op(a: Tensor, grad: Tensor, site: int) -> Tensor:
+    readback = _readback(a, None if site < 0 else site)
+    count = None if readback is None else readback.count  # at least what the forward ran, or more
+    return _expm_backward(a, grad, count)
 
 
 @_expm_backward_op.register_fake
-def _(a: Tensor, grad: Tensor) -> Tensor:
+def _(a: Tensor, grad: Tensor, site: int) -> Tensor:
     return a.new_empty(a.shape)
 
 
 def _expm_op_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(inputs[0])
+    ctx.site = inputs[1]
 
 
 def _expm_op_grad(ctx, grad: Tensor):
     (a,) = ctx.saved_tensors
-    return _expm_backward_op(a, grad)
+    return _expm_backward_op(a, grad, ctx.site), None
 
 
 _expm_op.register_autograd(_expm_op_grad, setup_context=_expm_op_setup)
 
 
-def expm_taylor_ss(a: Tensor) -> Tensor:
-    """General-size exponential by scaling and squaring (any square ``a``; exact for skew)."""
+def expm_taylor_ss(a: Tensor, site: int | None = None) -> Tensor:
+    """General-size exponential by scaling and squaring (any square ``a``; exact for skew).
+
+    ``site`` (from ``new_site()``) lets an accelerator reuse the squaring count of this caller's earlier
+    calls instead of synchronising to read it; without it, each call on an accelerator reads it once.
+    """
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
-        return _ExpmTaylorSS.apply(a, True)
+        return _ExpmTaylorSS.apply(a, True, None)
     if torch.compiler.is_compiling():
-        return _expm_op(a)
-    return _ExpmTaylorSS.apply(a, False)
+        return _expm_op(a, -1 if site is None else site)
+    return _ExpmTaylorSS.apply(a, False, site)
 
 
-def skew_expm(a: Tensor) -> Tensor:
+def skew_expm(a: Tensor, site: int | None = None) -> Tensor:
     """exp(a) for a batch of skew-symmetric matrices (..., b, b), computed in the input dtype.
 
     Closed forms for b <= 4, scaling and squaring otherwise. Callers pass float32
@@ -379,4 +484,4 @@ def skew_expm(a: Tensor) -> Tensor:
         return _expm_3x3(a)
     if size == 4:
         return _expm_4x4(a)
-    return expm_taylor_ss(a)
+    return expm_taylor_ss(a, site)

@@ -192,6 +192,8 @@ def _add_train_args(p: argparse.ArgumentParser, compare: bool) -> None:
     g.add_argument("--precision", help="auto (bf16-mixed on capable GPUs, else 32-true), 32-true, bf16-mixed")
     g.add_argument("--num-workers", type=_int_arg, help="DataLoader workers")
     g.add_argument("--threads", type=_positive_int, help="CPU threads per process")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model (inductor); the first step's compile time is reported as compile_s")
     if compare:
         g.add_argument("--jobs", type=_positive_int,
                        help="runs in parallel (default on CPU: one single-thread run per core)")

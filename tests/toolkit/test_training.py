@@ -168,3 +168,15 @@ def test_text_lm_run_and_length_generalisation(tmp_path):
     # Bytes have 256 values: an untrained model sits at ln(256) = 5.55 nats; this one has learned the byte statistics.
     assert r["curve"][0]["train_loss"] > r["curve"][-1]["train_loss"]
     assert r["val_loss"] < 4.0 and r["val_acc"] > 0.15
+
+
+def test_compiled_training_matches_eager_and_reports_its_compile_time(tmp_path):
+    """``compile: true`` trains the same model (to rounding) and reports the first step's wall time; its
+    checkpoint keys are the eager model's (the compiled wrapper is not part of the state dict)."""
+    kw = dict(method="liere", block_size=8, depth=1, train_samples=64, val_samples=32, epochs=1, eval_sizes=[16])
+    eager = fit(tiny_config(tmp_path / "eager", **kw))
+    compiled = fit(tiny_config(tmp_path / "compiled", compile=True, **kw))
+    assert eager["compile_s"] is None and compiled["compile_s"] > 0
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], abs=1e-4)
+    keys = torch.load(tmp_path / "compiled" / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert not any("_orig_mod" in k for k in keys)

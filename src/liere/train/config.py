@@ -77,6 +77,7 @@ class TrainConfig:
     strategy: str = "auto"
     num_workers: int = 0
     threads: int | None = None             # torch threads per process (None: cores / processes)
+    compile: bool = False                  # torch.compile the model (inductor); result.json reports compile_s
     # ----- output
     out: str | None = None                 # run directory (default runs/train-<method>-<time>)
     logger: str = "csv"                    # csv | tensorboard | none
@@ -405,7 +406,7 @@ def validate(cfg: TrainConfig, *, files: bool = True) -> TrainConfig:
     if (not isinstance(cfg.betas, (list, tuple)) or len(cfg.betas) != 2
             or not all(_is_number(b) and 0 <= b < 1 for b in cfg.betas)):
         raise ConfigError(f"--betas: expected two numbers in [0, 1), got {cfg.betas!r}")
-    for name in ("share_layers", "share_heads", "checkpoints"):
+    for name in ("share_layers", "share_heads", "checkpoints", "compile"):
         _bool_value(name, getattr(cfg, name))
     _choice("optimizer", cfg.optimizer, ("adam", "adamw"))
     _choice("pool", cfg.pool, ("cls", "mean"))

@@ -15,6 +15,7 @@ so the metrics are exact whatever the number of processes.
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import torch
@@ -75,15 +76,34 @@ class LieRETask(L.LightningModule):
                 size = self.info.input_shape[-2:]
                 self.augment = build_train_augmentation(name, size, video=len(self.info.input_shape) == 3)
         self._val_sums: torch.Tensor | None = None
+        self.compile_s: float | None = None  # wall time of the first (compiling) training step
 
     # ----- steps ------------------------------------------------------------------------
+    def network(self) -> nn.Module:
+        """The model, or with ``compile`` its ``torch.compile`` wrapper (kept out of the state dict, so a
+        checkpoint loads into a compiled or an eager run alike)."""
+        if not self.cfg.compile:
+            return self.model
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            compiled = self.__dict__["_compiled"] = torch.compile(self.model)
+        return compiled
+
     def forward(self, x):
-        return self.model(x)
+        return self.network()(x)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.cfg.compile and self.compile_s is None:
+            self._first_step_t0 = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.cfg.compile and self.compile_s is None:
+            self.compile_s = time.perf_counter() - self._first_step_t0
 
     def _loss(self, x, y, smoothing: float = 0.0):
         if self.info.kind != "text":
             x = self.normalize(x)
-        logits = self.model(x)
+        logits = self.network()(x)
         if logits.ndim == 3:  # LM: (B, T, V) against (B, T)
             logits, y = logits.flatten(0, 1), y.flatten()
         loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing, reduction="none")

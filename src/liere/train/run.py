@@ -214,6 +214,7 @@ def _fit(cfg: TrainConfig, callbacks, run_dir: Path, quiet: bool) -> dict | None
         "steps": trainer.global_step,
         "train_time": recorder.train_time,
         "train_cpu": recorder.train_cpu,
+        "compile_s": module.compile_s,
         "wall_time": wall,
         "val_acc": evals[str(train_size)]["acc"],
         "val_loss": evals[str(train_size)]["loss"],

@@ -25,8 +25,10 @@ __all__ = ["Launched", "Launcher", "LocalLauncher", "GatherLauncher", "payload",
 
 LAUNCH_FILE = "launch.json"
 # Settings that do not change what a run computes: left out of its identity.
+# How a run executes, not what it computes (compiling, like the thread count, moves results only by
+# rounding): left out of run keys, so committed study records stay valid when these change.
 _NOT_IDENTITY = {"out", "progress", "resume", "logger", "threads", "num_workers", "checkpoints",
-                 "checkpoint_every_n_steps", "archive", "data_root"}
+                 "checkpoint_every_n_steps", "archive", "data_root", "compile"}
 
 
 def identity(cfg_dict: dict) -> dict:

@@ -166,7 +166,7 @@ def _refine(a: Tensor, s: Tensor, theta: float) -> tuple[Tensor, Tensor, Tensor,
     k = torch.minimum(torch.floor(torch.log2(theta / rho)).clamp_min(0), s)
     up = torch.exp2(k)[..., None, None]
     up2 = up * up
-    return s - k, b * up, b2 * up2, b4 * (up2 * up2)
+    return s - k, b.mul_(up), b2.mul_(up2), b4.mul_(up2 * up2)
 
 
 def _scaled_powers(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -182,13 +182,24 @@ def _chunk_rows(n: int, itemsize: int, device: torch.device) -> int:
     return max(1, _CHUNK_BYTES // (n * n * itemsize))
 
 
+def _combine(terms, identity: float = 0.0) -> Tensor:
+    """sum_k c_k M_k + identity * I as a new tensor, one fused pass per term (for 8x8 blocks the
+    elementwise passes cost as much as the products, so a product and a sum per term matter)."""
+    (c0, m0), *rest = terms
+    out = torch.mul(m0, c0)
+    for c, m in rest:
+        out.add_(m, alpha=c)
+    if identity:
+        out.diagonal(dim1=-2, dim2=-1).add_(identity)
+    return out
+
+
 def _taylor(b: Tensor, b2: Tensor, b4: Tensor):
     """Degree-12 Taylor polynomial (5 products in all with B^2, B^4): returns (T, B^3, inner, mid)."""
-    eye = torch.eye(b.shape[-1], dtype=b.dtype, device=b.device)
     b3 = torch.bmm(b2, b)
-    inner = _C[8] * eye + _C[9] * b + _C[10] * b2 + _C[11] * b3 + _C[12] * b4
-    mid = torch.baddbmm(_C[4] * eye + _C[5] * b + _C[6] * b2 + _C[7] * b3, b4, inner)
-    x = torch.baddbmm(eye + b + _C[2] * b2 + _C[3] * b3, b4, mid)
+    inner = _combine(((_C[12], b4), (_C[11], b3), (_C[10], b2), (_C[9], b)), _C[8])
+    mid = _combine(((_C[7], b3), (_C[6], b2), (_C[5], b)), _C[4]).baddbmm_(b4, inner)
+    x = _combine(((_C[3], b3), (_C[2], b2), (1.0, b)), 1.0).baddbmm_(b4, mid)
     return x, b3, inner, mid
 
 
@@ -251,23 +262,22 @@ def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
     s, b, b2, b4, inner, mid, squares, common = saved
     mm = torch.bmm
     for i in reversed(range(len(squares))):
-        xt = squares[i].mT.contiguous()
-        step = torch.baddbmm(mm(g, xt), xt, g)
+        xt = squares[i].mT  # bmm reads transposed operands in place: no copies
+        step = mm(g, xt).baddbmm_(xt, g)
         g = step if i < common else torch.where((s > i)[..., None, None], step, g)
     # Reverse through x = I + b + c2 b2 + c3 b3 + b4 @ mid,
     # mid = c4 I + c5 b + c6 b2 + c7 b3 + b4 @ inner, inner = c8 I + c9 b + c10 b2 + c11 b3 + c12 b4.
     # Transposes stay general (not b^T = -b): gradcheck perturbs the input off the skew matrices.
-    b4t, b2t, bt = (t.mT.contiguous() for t in (b4, b2, b))
+    b4t, b2t, bt = (t.mT for t in (b4, b2, b))
     g_mid = mm(b4t, g)
-    g_b4 = mm(g, mid.mT.contiguous())
     g_inner = mm(b4t, g_mid)
-    g_b4 = torch.baddbmm(g_b4 + _C[12] * g_inner, g_mid, inner.mT.contiguous())
-    g_b2 = _C[2] * g + _C[6] * g_mid + _C[10] * g_inner
-    g_b3 = _C[3] * g + _C[7] * g_mid + _C[11] * g_inner
-    g_b = g + _C[5] * g_mid + _C[9] * g_inner
-    g_b2 = torch.baddbmm(torch.baddbmm(torch.baddbmm(g_b2, g_b4, b2t), b2t, g_b4), g_b3, bt)
-    g_b = torch.baddbmm(torch.baddbmm(torch.baddbmm(g_b, b2t, g_b3), g_b2, bt), bt, g_b2)
-    return g_b * torch.exp2(-s)[..., None, None]
+    g_b4 = mm(g, mid.mT).add_(g_inner, alpha=_C[12]).baddbmm_(g_mid, inner.mT)
+    g_b3 = _combine(((_C[3], g), (_C[7], g_mid), (_C[11], g_inner)))
+    g_b2 = _combine(((_C[2], g), (_C[6], g_mid), (_C[10], g_inner)))
+    g_b2.baddbmm_(g_b4, b2t).baddbmm_(b2t, g_b4).baddbmm_(g_b3, bt)
+    g_b = _combine(((1.0, g), (_C[5], g_mid), (_C[9], g_inner)))
+    g_b.baddbmm_(b2t, g_b3).baddbmm_(g_b2, bt).baddbmm_(bt, g_b2)
+    return g_b.mul_(torch.exp2(-s)[..., None, None])
 
 
 def _expm_forward(a: Tensor, count) -> tuple[Tensor, Tensor | None]:

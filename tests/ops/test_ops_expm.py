@@ -222,9 +222,28 @@ def test_gradient_of_float64_promoted_chunks(size):
     assert err <= 1e-4 * x2.grad.abs().max().item(), err
 
 
-def test_backward_saves_only_the_input():
-    """Nothing but the input is held for the backward (the squares are recomputed there)."""
+def test_large_inputs_save_only_the_input_and_both_backwards_agree(monkeypatch):
+    """Above _SAVE_INPUT_BYTES only the input is held for the backward (the squares are recomputed there);
+    below it the polynomial and squares are kept. Both backwards give the same gradient, which matches
+    autograd through float64 torch.linalg.matrix_exp."""
+    import liere.ops.expm as expm_module
+
     a = random_skew(4, 8, 50.0, seed=1).float().requires_grad_()
-    out = skew_expm(a)
-    saved = [t for t in out.grad_fn.saved_tensors] if hasattr(out.grad_fn, "saved_tensors") else []
-    assert len(saved) == 1 and saved[0].shape == a.shape
+    g = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(0))
+    grads = {}
+    for limit in (0, 1 << 24):
+        monkeypatch.setattr(expm_module, "_SAVE_INPUT_BYTES", limit)
+        out = skew_expm(a)
+        saved = list(out.grad_fn.saved_tensors)
+        if limit == 0:
+            assert len(saved) == 1 and saved[0].shape == a.shape
+        else:
+            assert len(saved) > 7  # input, counts, B, B^2, B^4, two polynomial parts, the squares
+        (grads[limit],) = torch.autograd.grad(out, a, g)
+    a64 = a.detach().double().requires_grad_()
+    (ref,) = torch.autograd.grad(torch.linalg.matrix_exp(a64), a64, g.double())
+    for got in grads.values():
+        torch.testing.assert_close(got.double(), ref, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(grads[0], grads[1 << 24], atol=1e-5, rtol=1e-5)
+
+

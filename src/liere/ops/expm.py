@@ -56,6 +56,9 @@ _POLISH_FROM = 6
 # chunks 1.5-3x slower than one chunk on a loaded 2-core VM; 32 MB keeps the dense 12-layer backward to
 # 3 chunks, so its recomputed squares never all live at once).
 _CHUNK_BYTES = 1 << 25
+# Inputs up to this size keep their polynomial and squares for the backward instead of recomputing them:
+# about (s + 6) times the input, ~100 MB for the 12 layers of LieRE-8 on a ViT-Tiny.
+_SAVE_INPUT_BYTES = 1 << 24
 _TAYLOR_THETA = 1.5
 # float64 inputs (tests, gradcheck) get a smaller scaled norm: 0.25^13 / 13! ~ 2e-18.
 _TAYLOR_THETA_F64 = 0.25
@@ -209,7 +212,7 @@ def _square(x: Tensor, s: Tensor, i: int, common: int) -> Tensor:
     return torch.where((s > i)[..., None, None], torch.bmm(x, x), x)
 
 
-def _expm_chunk(a: Tensor, count, keep: bool):
+def _expm_chunk(a: Tensor, count, keep: bool, polish: bool | None = None):
     """exp of a chunk (c, n, n); with ``keep`` also what the reverse pass needs.
 
     ``count`` is how many squarings the loop runs: ``None`` reads the counts the data need (one host
@@ -238,9 +241,9 @@ def _expm_chunk(a: Tensor, count, keep: bool):
         # Such chunks (positions in pixels or millimetres) run in float64, where 2^s * eps64
         # stays below 1e-7 up to |A| ~ 1e8; the common case never gets here.
         if count is None:
-            return _expm_chunk(a.double(), None, keep)
+            return _expm_chunk(a.double(), None, keep, polish)
         # float64's smaller scaled norm needs up to _F64_EXTRA more squarings; counts stay in float32's units.
-        x, saved, needed = _expm_chunk(a.double(), loops + _F64_EXTRA, keep)
+        x, saved, needed = _expm_chunk(a.double(), loops + _F64_EXTRA, keep, polish)
         return x, saved, needed - _F64_EXTRA
     x, _, inner, mid = _taylor(b, b2, b4)
     squares = []
@@ -248,11 +251,12 @@ def _expm_chunk(a: Tensor, count, keep: bool):
         if keep:
             squares.append(x)
         x = _square(x, s, i, common)
-    if not keep and x.dtype == torch.float32 and (count == "static" or loops >= _POLISH_FROM):
+    polish = not keep if polish is None else polish
+    if polish and x.dtype == torch.float32 and (count == "static" or loops >= _POLISH_FROM):
         # One Newton-Schulz step, x <- x (3I - x^T x) / 2, pulls the squarings' accumulated rounding back
         # onto the orthogonal group (it squares the distance from it). Its Jacobian at an orthogonal x
         # is the identity on the tangent directions, the only ones exp's Jacobian reaches, so the
-        # backward (which recomputes without it) stays exact to rounding.
+        # backward (which reverses through the squarings without it) stays exact to rounding.
         x = torch.baddbmm(x, x, torch.bmm(x.mT, x), beta=1.5, alpha=-0.5)
     return x, (s, b, b2, b4, inner, mid, squares, common), needed
 
@@ -280,21 +284,22 @@ def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
     return g_b.mul_(torch.exp2(-s)[..., None, None])
 
 
-def _expm_forward(a: Tensor, count) -> tuple[Tensor, Tensor | None]:
+def _expm_forward(a: Tensor, count, save: bool = False):
     """exp of every (n, n) matrix of ``a``, chunk by chunk on the CPU (see _ExpmTaylorSS); also, where
-    ``count`` is an int, the largest squaring count the data needed (a device scalar, for _CountReadback)."""
+    ``count`` is an int, the largest squaring count the data needed (a device scalar, for _CountReadback),
+    and with ``save``, where the batch is one chunk, what its backward needs (else None: recompute)."""
     shape, n = a.shape, a.shape[-1]
     flat = a.reshape(-1, n, n)
     if not flat.shape[0]:
-        return a.new_empty(shape), None
+        return a.new_empty(shape), None, None
     step = _chunk_rows(n, flat.element_size(), flat.device) if count is None else flat.shape[0]
     if flat.shape[0] <= step:
-        x, _, needed = _expm_chunk(flat, count, keep=False)
-        return x.to(a.dtype).view(shape), needed
+        x, saved, needed = _expm_chunk(flat, count, keep=save, polish=True)
+        return x.to(a.dtype).view(shape), needed, (saved if save else None)
     out = torch.empty_like(flat)
     for lo in range(0, flat.shape[0], step):
         out[lo : lo + step] = _expm_chunk(flat[lo : lo + step], count, keep=False)[0]
-    return out.view(shape), None
+    return out.view(shape), None, None
 
 
 def _expm_backward(a: Tensor, grad: Tensor, count) -> Tensor:
@@ -390,37 +395,60 @@ def _forward_with_counts(a: Tensor, site: int | None) -> tuple[Tensor, object]:
         flat = a.reshape(-1, a.shape[-1], a.shape[-1])
         needed = int(_num_squarings(flat).max()) if flat.shape[0] else 0
         readback.count = needed + _COUNT_MARGIN
-    out, needed = _expm_forward(a, readback.count)
+    out, needed, _ = _expm_forward(a, readback.count)
     if needed is not None:
         readback.record(needed, readback.count)
     return out, readback.count
 
 
 class _ExpmTaylorSS(torch.autograd.Function):
-    """Scaling and squaring with a hand-written reverse-mode backward that recomputes.
+    """Scaling and squaring with a hand-written reverse-mode backward.
 
     Works on a flat (batch, b, b) view, chunk by chunk on the CPU (about
-    _CHUNK_BYTES per intermediate, so they stay in cache and are recycled), and
-    saves only its input: the backward recomputes each chunk's polynomial and
-    squares (5 + s products) before reversing through them (about 2 s + 11).
-    Saving the squares instead would hold s full-size copies of the batch until
-    the backward, which for the 12 layers of a dense ViT-Tiny is over half a
-    gigabyte of fresh, page-faulted buffers per step.
+    _CHUNK_BYTES per intermediate, so they stay in cache and are recycled).
+    A small batch (input up to _SAVE_INPUT_BYTES, e.g. the 36,864 8x8 blocks
+    of a ViT-Tiny's 12 layers, 9 MB) saves its polynomial and squares for the
+    backward, which then reverses through them (about 2 s + 11 products). A
+    larger one saves only its input and the backward recomputes each chunk's
+    polynomial and squares first (5 + s more products): saving them would hold
+    s full-size copies of the batch until the backward, which for the 12
+    layers of a dense ViT-Tiny is over half a gigabyte of fresh, page-faulted
+    buffers per step.
     """
 
     @staticmethod
     def forward(ctx, a: Tensor, static: bool, site: int | None):
-        ctx.save_for_backward(a)
         if static:
-            ctx.count = "static"
+            ctx.count, ctx.kept = "static", None
+            ctx.save_for_backward(a)
             return _expm_forward(a, "static")[0]
-        out, ctx.count = _forward_with_counts(a, site)
+        readback = _readback(a, site)
+        if readback is not None or a.numel() * a.element_size() > _SAVE_INPUT_BYTES:
+            ctx.kept = None
+            ctx.save_for_backward(a)
+            out, ctx.count = _forward_with_counts(a, site)
+            return out
+        out, _, kept = _expm_forward(a, None, save=True)
+        ctx.count = None
+        if kept is None:  # more than one chunk after all
+            ctx.kept = None
+            ctx.save_for_backward(a)
+        else:
+            s, b, b2, b4, inner, mid, squares, common = kept
+            ctx.kept = (common, len(squares))
+            ctx.save_for_backward(a, s, b, b2, b4, inner, mid, *squares)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        (a,) = ctx.saved_tensors
-        return _expm_backward(a, grad, ctx.count), None, None
+        a, *kept = ctx.saved_tensors
+        if ctx.kept is None:
+            return _expm_backward(a, grad, ctx.count), None, None
+        common, _ = ctx.kept
+        s, b, b2, b4, inner, mid, *squares = kept
+        g = grad.reshape(-1, a.shape[-1], a.shape[-1]).to(b.dtype)
+        g_a = _expm_chunk_backward(g, (s, b, b2, b4, inner, mid, squares, common))
+        return g_a.to(a.dtype).view(a.shape), None, None
 
 
 # Under torch.compile the exponential is one opaque operator: its body runs eagerly, so it reads the

@@ -37,6 +37,8 @@ import math
 import torch
 from torch import Tensor
 
+from .._compat import tracing
+
 
 __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled", "new_site"]
 
@@ -192,7 +194,9 @@ def _combine(terms, identity: float = 0.0) -> Tensor:
     out = torch.mul(m0, c0)
     for c, m in rest:
         out.add_(m, alpha=c)
-    if identity:
+    if identity and tracing():  # exporters reject in-place writes through a view
+        out.add_(torch.eye(out.shape[-1], dtype=out.dtype, device=out.device), alpha=identity)
+    elif identity:
         out.diagonal(dim1=-2, dim2=-1).add_(identity)
     return out
 

@@ -460,37 +460,78 @@ class _ExpmTaylorSS(torch.autograd.Function):
 # static maximum of 24 squarings into the graph and keeping all of them for the backward (which made
 # compiled LieRE-8 about 5x slower than eager). Export (ONNX) still traces the static form, which
 # needs no custom operator in the exported file.
+# As in eager mode, a small batch keeps its polynomial and squares for the backward. An operator's
+# outputs need shapes known before it runs, so they travel in one float32 "pack" of _PACK_SLOTS slots
+# (B, B^2, B^4, the two polynomial parts, up to _MAX_SQUARINGS_F32 squares) and a "counts" vector (the
+# per-matrix squarings, then the common and total counts; a total of -1 means "not kept: recompute",
+# for chunks that ran in float64). Large batches return empty ones and recompute, as in eager mode.
+_PACK_SLOTS = 5 + _MAX_SQUARINGS_F32
+
+
+def _packs(a: Tensor, site: int | None) -> bool:
+    """Whether the compiled operator keeps what its backward needs (decided from shape, dtype, device)."""
+    uses_readback = site is not None and (a.device.type != "cpu" or _READBACK_ON_CPU)
+    return a.dtype == torch.float32 and a.numel() * a.element_size() <= _SAVE_INPUT_BYTES and not uses_readback
+
+
+def _pack_shapes(a: Tensor, site: int | None) -> tuple[tuple, tuple]:
+    rows, n = a.numel() // (a.shape[-1] * a.shape[-1]), a.shape[-1]
+    return ((_PACK_SLOTS, rows, n, n), (rows + 2,)) if _packs(a, site) else ((0,), (0,))
+
+
 # ``site`` is -1 for none (a schema int cannot be None); it is a constant of the graph.
 @torch.library.custom_op("liere::skew_expm_ss", mutates_args=())
-def _expm_op(a: Tensor, site: int) -> Tensor:
-    return _forward_with_counts(a, None if site < 0 else site)[0]
+def _expm_op(a: Tensor, site: int) -> tuple[Tensor, Tensor, Tensor]:
+    site_ = None if site < 0 else site
+    pack_shape, counts_shape = _pack_shapes(a, site_)
+    if not pack_shape[0]:
+        return _forward_with_counts(a, site_)[0], a.new_empty(pack_shape), a.new_empty(counts_shape)
+    out, _, kept = _expm_forward(a, None, save=True)
+    pack, counts = a.new_empty(pack_shape), a.new_empty(counts_shape)
+    counts[-1] = -1.0
+    if kept is not None and kept[1].dtype == torch.float32 and len(kept[6]) <= _MAX_SQUARINGS_F32:
+        s, b, b2, b4, inner, mid, squares, common = kept
+        for i, t in enumerate((b, b2, b4, inner, mid, *squares)):
+            pack[i].copy_(t)
+        counts[:-2].copy_(s)
+        counts[-2], counts[-1] = float(common), float(len(squares))
+    return out, pack, counts
 
 
 @_expm_op.register_fake
-def _(a: Tensor, site: int) -> Tensor:
-    return a.new_empty(a.shape)  # contiguous, as the real result (empty_like would copy a's strides)
+def _(a: Tensor, site: int) -> tuple[Tensor, Tensor, Tensor]:
+    pack_shape, counts_shape = _pack_shapes(a, None if site < 0 else site)
+    # Contiguous, as the real results (empty_like would copy a's strides).
+    return a.new_empty(a.shape), a.new_empty(pack_shape), a.new_empty(counts_shape)
 
 
 @torch.library.custom_op("liere::skew_expm_ss_backward", mutates_args=())
-def _expm_backward_op(a: Tensor, grad: Tensor, site: int) -> Tensor:
-    readback = _readback(a, None if site < 0 else site)
-    count = None if readback is None else readback.count  # at least what the forward ran, or more
-    return _expm_backward(a, grad, count)
+def _expm_backward_op(a: Tensor, grad: Tensor, pack: Tensor, counts: Tensor, site: int) -> Tensor:
+    loops = int(counts[-1]) if counts.numel() else -1  # only CPU batches and siteless calls pack
+    if loops < 0:
+        readback = _readback(a, None if site < 0 else site)
+        count = None if readback is None else readback.count  # at least what the forward ran, or more
+        return _expm_backward(a, grad, count)
+    n = a.shape[-1]
+    b, b2, b4, inner, mid = pack[:5]
+    saved = (counts[:-2], b, b2, b4, inner, mid, list(pack[5 : 5 + loops]), int(counts[-2]))
+    g = grad.reshape(-1, n, n).to(b.dtype)
+    return _expm_chunk_backward(g, saved).to(a.dtype).view(a.shape)
 
 
 @_expm_backward_op.register_fake
-def _(a: Tensor, grad: Tensor, site: int) -> Tensor:
+def _(a: Tensor, grad: Tensor, pack: Tensor, counts: Tensor, site: int) -> Tensor:
     return a.new_empty(a.shape)
 
 
 def _expm_op_setup(ctx, inputs, output) -> None:
-    ctx.save_for_backward(inputs[0])
+    ctx.save_for_backward(inputs[0], output[1], output[2])
     ctx.site = inputs[1]
 
 
-def _expm_op_grad(ctx, grad: Tensor):
-    (a,) = ctx.saved_tensors
-    return _expm_backward_op(a, grad, ctx.site), None
+def _expm_op_grad(ctx, grad: Tensor, _pack_grad, _counts_grad):
+    a, pack, counts = ctx.saved_tensors
+    return _expm_backward_op(a, grad, pack, counts, ctx.site), None
 
 
 _expm_op.register_autograd(_expm_op_grad, setup_context=_expm_op_setup)
@@ -505,7 +546,7 @@ def expm_taylor_ss(a: Tensor, site: int | None = None) -> Tensor:
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
         return _ExpmTaylorSS.apply(a, True, None)
     if torch.compiler.is_compiling():
-        return _expm_op(a, -1 if site is None else site)
+        return _expm_op(a, -1 if site is None else site)[0]
     return _ExpmTaylorSS.apply(a, False, site)
 
 

@@ -53,11 +53,12 @@ MAX_SQUARINGS_F64 = 64
 _MAX_SQUARINGS_F32 = 8
 # From this many squarings on, float32 results get one orthogonalising step (see _expm_chunk).
 _POLISH_FROM = 6
-# Bytes per intermediate of one chunk in the CPU's chunked exponential: 32 MB, because under load many
-# small chunks cost more in per-op thread synchronisation than they save in cache misses (measured: 2 MB
-# chunks 1.5-3x slower than one chunk on a loaded 2-core VM; 32 MB keeps the dense 12-layer backward to
-# 3 chunks, so its recomputed squares never all live at once).
-_CHUNK_BYTES = 1 << 25
+# Bytes per intermediate of one chunk in the CPU's chunked exponential: 8 MB. Smaller chunks hold fewer
+# recomputed squares at once (dense per-layer LieRE on a ViT-Tiny, batch 32: step peak 1.64x RoPE-Mixed's
+# with 32 MB chunks, 1.37x with 8 MB), but very small ones cost more in per-op thread synchronisation than
+# they save (2 MB chunks were 1.5-3x slower than one chunk on a heavily loaded 2-core VM; 8 MB was not
+# slower than 32 MB in an interleaved run under lighter load).
+_CHUNK_BYTES = 1 << 23
 # Inputs up to this size keep their polynomial and squares for the backward instead of recomputing them:
 # about (s + 6) times the input, ~100 MB for the 12 layers of LieRE-8 on a ViT-Tiny.
 _SAVE_INPUT_BYTES = 1 << 24
@@ -296,7 +297,8 @@ def _expm_forward(a: Tensor, count, save: bool = False):
     flat = a.reshape(-1, n, n)
     if not flat.shape[0]:
         return a.new_empty(shape), None, None
-    step = _chunk_rows(n, flat.element_size(), flat.device) if count is None else flat.shape[0]
+    # A batch that keeps its intermediates for the backward gains nothing from chunks: all of them live on.
+    step = _chunk_rows(n, flat.element_size(), flat.device) if count is None and not save else flat.shape[0]
     if flat.shape[0] <= step:
         x, saved, needed = _expm_chunk(flat, count, keep=save, polish=True)
         return x.to(a.dtype).view(shape), needed, (saved if save else None)

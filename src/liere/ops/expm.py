@@ -32,13 +32,13 @@ with a guarded denominator, so neither value nor gradient is NaN) and use
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 from torch import Tensor
 
 from .._compat import tracing
-
 
 __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled", "new_site"]
 
@@ -341,7 +341,7 @@ _COUNT_MARGIN = 1
 # Tests set this to run the accelerator's protocol on the CPU.
 _READBACK_ON_CPU = False
 _SITES: dict[tuple, "_CountReadback"] = {}
-_site_ids = iter(range(1 << 62))
+_site_ids = itertools.count()
 
 
 def new_site() -> int:
@@ -385,8 +385,17 @@ class _CountReadback:
         self.pending = (host, event, ran)
 
 
+def _uses_readback(a: Tensor, site: int | None) -> bool:
+    return site is not None and (a.device.type != "cpu" or _READBACK_ON_CPU)
+
+
+def _keeps(a: Tensor, site: int | None) -> bool:
+    """Whether the forward keeps its polynomial and squares for the backward (from shape and device only)."""
+    return a.numel() * a.element_size() <= _SAVE_INPUT_BYTES and not _uses_readback(a, site)
+
+
 def _readback(a: Tensor, site: int | None) -> "_CountReadback | None":
-    if site is None or (a.device.type == "cpu" and not _READBACK_ON_CPU):
+    if not _uses_readback(a, site):
         return None
     return _SITES.setdefault((site, tuple(a.shape), a.dtype, a.device), _CountReadback())
 
@@ -428,15 +437,14 @@ class _ExpmTaylorSS(torch.autograd.Function):
             ctx.count, ctx.kept = "static", None
             ctx.save_for_backward(a)
             return _expm_forward(a, "static")[0]
-        readback = _readback(a, site)
-        if readback is not None or a.numel() * a.element_size() > _SAVE_INPUT_BYTES:
+        if not _keeps(a, site):
             ctx.kept = None
             ctx.save_for_backward(a)
             out, ctx.count = _forward_with_counts(a, site)
             return out
         out, _, kept = _expm_forward(a, None, save=True)
         ctx.count = None
-        if kept is None:  # more than one chunk after all
+        if kept is None:  # an empty batch
             ctx.kept = None
             ctx.save_for_backward(a)
         else:
@@ -472,8 +480,7 @@ _PACK_SLOTS = 5 + _MAX_SQUARINGS_F32
 
 def _packs(a: Tensor, site: int | None) -> bool:
     """Whether the compiled operator keeps what its backward needs (decided from shape, dtype, device)."""
-    uses_readback = site is not None and (a.device.type != "cpu" or _READBACK_ON_CPU)
-    return a.dtype == torch.float32 and a.numel() * a.element_size() <= _SAVE_INPUT_BYTES and not uses_readback
+    return a.dtype == torch.float32 and _keeps(a, site)
 
 
 def _pack_shapes(a: Tensor, site: int | None) -> tuple[tuple, tuple]:

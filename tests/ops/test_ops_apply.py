@@ -151,3 +151,59 @@ def test_qk_rotates_both_with_the_same_rotation():
     q2, k2 = apply_rotation_qk(q, k, rotation)
     torch.testing.assert_close(q2.double(), oracle(q, dense, "bhnd"), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k2.double(), oracle(k, dense, "bhnd"), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+def test_qk_gradients_from_views_of_one_projection_match_dense_oracle(layout):
+    """q and k sliced from one qkv tensor, as attention does: gradients to qkv and to the rotation's generators."""
+    B, H, N, D, b = 2, 2, 5, 8, 4
+    gen = torch.Generator().manual_seed(11)
+    qkv = torch.randn(B, N, 3, H, D, dtype=torch.float64, generator=gen, requires_grad=True)
+    u = torch.randn(1, 1, H, N, D // b, b, b, dtype=torch.float64, generator=gen, requires_grad=True)
+    gq, gk = torch.randn(2, B, H, N, D, dtype=torch.float64, generator=gen)
+    if layout == "bnhd":
+        gq, gk = gq.transpose(1, 2), gk.transpose(1, 2)
+
+    def split():
+        q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0) if layout == "bhnd" else qkv.unbind(2)
+        return q, k
+
+    rot = Rotation(D, blocks=torch.linalg.matrix_exp(u - u.mT))
+    q2, k2 = apply_rotation_qk(*split(), rot, layout=layout)
+    got = torch.autograd.grad((q2 * gq).sum() + (k2 * gk).sum(), (qkv, u))
+    dense = block_diag_differentiable(torch.linalg.matrix_exp(u - u.mT)[0], D)
+    q, k = split()
+    qo, ko = oracle_differentiable(q, dense, layout), oracle_differentiable(k, dense, layout)
+    want = torch.autograd.grad((qo * gq).sum() + (ko * gk).sum(), (qkv, u))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def oracle_differentiable(x, dense, layout):
+    xb = x if layout == "bhnd" else x.transpose(1, 2)
+    out = torch.einsum("bhnij,bhnj->bhni", dense, xb)
+    return out if layout == "bhnd" else out.transpose(1, 2)
+
+
+def test_block_rotation_saves_no_copy_of_q_and_k():
+    """The backward needs q and k for d/dR; it must keep the inputs themselves, not a packed float32 copy,
+    since in attention their storage (the qkv projection) is alive anyway. (The batch is large enough that
+    the rotation's own grouped blocks are smaller than q.)"""
+    B, H, N, D = 64, 2, 9, 16
+    qkv = torch.randn(B, H, N, 3 * D)
+    q, k = qkv[..., :D], qkv[..., D : 2 * D]
+    u = torch.randn(1, 1, H, N, D // 8, 8, 8, requires_grad=True)
+    rot = Rotation(D, blocks=skew_expm(u - u.mT))
+    storages = {qkv.untyped_storage().data_ptr(), rot.blocks.untyped_storage().data_ptr()}
+    foreign = []
+
+    def pack(t):
+        if t.numel() >= q.numel() and t.untyped_storage().data_ptr() not in storages:
+            foreign.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        q2, k2 = apply_rotation_qk(q, k, rot)
+    assert foreign == [], f"the apply saved copies shaped {foreign}"
+    (q2.sum() + k2.sum()).backward()
+    assert u.grad is not None and torch.isfinite(u.grad).all()

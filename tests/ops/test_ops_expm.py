@@ -196,6 +196,29 @@ def test_chunked_forward_and_backward_match_one_chunk(size, monkeypatch):
     torch.testing.assert_close(grad, ref_grad, atol=1e-6 * ref_grad.abs().max().item(), rtol=0)
 
 
+@pytest.mark.parametrize("size", [5, 16, 64])
+def test_chunks_of_mixed_norms_match_float64_oracle(size, monkeypatch):
+    """Chunks gather matrices of similar norm from anywhere in the batch: norms from 0.06 to 4,000 radians
+    in shuffled order (some chunks run in float64), each result and gradient back in its own row."""
+    import liere.ops.expm as expm
+
+    norms = 2.0 ** torch.linspace(-4, 12, 23)
+    norms = norms[torch.randperm(23, generator=torch.Generator().manual_seed(size))]
+    a = torch.cat([random_skew(1, size, float(nm), seed=i) for i, nm in enumerate(norms)]).float()
+    g = torch.randn(23, size, size, generator=torch.Generator().manual_seed(4))
+    monkeypatch.setattr(expm, "_SAVE_INPUT_BYTES", 0)  # the recomputing backward, which chunks too
+    monkeypatch.setattr(expm, "_CHUNK_BYTES", 4 * size * size * 4)  # chunks of 4 matrices
+    x = a.clone().requires_grad_()
+    out = skew_expm(x)
+    (grad,) = torch.autograd.grad(out, x, g)
+    a64 = a.double().requires_grad_()
+    ref = torch.linalg.matrix_exp(a64)
+    (ref_grad,) = torch.autograd.grad(ref, a64, g.double())
+    assert (out.double() - ref.detach()).abs().amax((-2, -1)).max() <= 1e-5
+    err = (grad.double() - ref_grad).abs().amax((-2, -1)) / ref_grad.abs().amax((-2, -1))
+    assert err.max() <= 1e-4, err
+
+
 @pytest.mark.parametrize("size", [5, 8])
 def test_gradcheck_chunked_float64(size, monkeypatch):
     """The recomputing backward, chunk by chunk, in float64 with gradcheck."""

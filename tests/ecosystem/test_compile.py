@@ -121,3 +121,26 @@ def test_compiled_liere_keeps_the_exponential_as_one_operator():
     targets = [node.target for gm in calls for node in gm.graph.nodes if node.op == "call_function"]
     assert torch.ops.liere.skew_expm_ss.default in targets
     assert sum(t in (torch.bmm, torch.matmul) for t in targets) < 5  # no squaring loop (>= 24 products)
+
+
+@pytest.mark.parametrize("spread", ["one count", "counts 0 to 3"])
+def test_compiled_exponential_keeps_its_schedule_and_matches_float64(spread):
+    """The compiled operator packs what its backward needs, with the rows' squaring schedule: masked when
+    all rows share a count (or two), sorted by count otherwise. Both against float64 matrix_exp."""
+    from liere.ops.expm import skew_expm
+
+    gen = torch.Generator().manual_seed(3)
+    u = torch.randn(12, 8, 8, generator=gen, dtype=torch.float64)
+    u = u - u.mT
+    u = u / torch.linalg.matrix_norm(u, ord=2)[:, None, None]
+    norms = torch.full((12,), 3.0) if spread == "one count" else 2.0 ** torch.linspace(-3, 3, 12)
+    a = (u * norms[:, None, None].double()).float()
+    g = torch.randn(12, 8, 8, generator=gen)
+    x = a.clone().requires_grad_()
+    out = torch.compile(lambda t: skew_expm(t), backend="aot_eager", fullgraph=True)(x)
+    (grad,) = torch.autograd.grad(out, x, g)
+    a64 = a.double().requires_grad_()
+    ref = torch.linalg.matrix_exp(a64)
+    (ref_grad,) = torch.autograd.grad(ref, a64, g.double())
+    torch.testing.assert_close(out.double(), ref.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(grad.double(), ref_grad, atol=1e-4, rtol=1e-4)

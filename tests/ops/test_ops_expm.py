@@ -197,16 +197,20 @@ def test_chunked_forward_and_backward_match_one_chunk(size, monkeypatch):
 
 
 @pytest.mark.parametrize("size", [5, 16, 64])
-def test_chunks_of_mixed_norms_match_float64_oracle(size, monkeypatch):
-    """Chunks gather matrices of similar norm from anywhere in the batch: norms from 0.06 to 4,000 radians
-    in shuffled order (some chunks run in float64), each result and gradient back in its own row."""
+@pytest.mark.parametrize("keeps", [False, True], ids=["recompute", "keep"])
+def test_chunks_of_mixed_norms_match_float64_oracle(size, keeps, monkeypatch):
+    """Rows of a chunk are sorted by squaring count, and chunks gather matrices of similar norm from anywhere
+    in the batch: norms from 0.06 to 4,000 radians in shuffled order (0 to 12 squarings; some chunks run in
+    float64), each result and gradient back in its own row. ``keep``: one chunk that keeps its squares."""
     import liere.ops.expm as expm
 
     norms = 2.0 ** torch.linspace(-4, 12, 23)
     norms = norms[torch.randperm(23, generator=torch.Generator().manual_seed(size))]
+    if keeps:  # float32 throughout: at most 8 squarings (2^-4 .. 2^3.5 radians)
+        norms = norms.clamp(max=2.0**3.5)
     a = torch.cat([random_skew(1, size, float(nm), seed=i) for i, nm in enumerate(norms)]).float()
     g = torch.randn(23, size, size, generator=torch.Generator().manual_seed(4))
-    monkeypatch.setattr(expm, "_SAVE_INPUT_BYTES", 0)  # the recomputing backward, which chunks too
+    monkeypatch.setattr(expm, "_SAVE_INPUT_BYTES", 1 << 30 if keeps else 0)
     monkeypatch.setattr(expm, "_CHUNK_BYTES", 4 * size * size * 4)  # chunks of 4 matrices
     x = a.clone().requires_grad_()
     out = skew_expm(x)
@@ -270,3 +274,18 @@ def test_large_inputs_save_only_the_input_and_both_backwards_agree(monkeypatch):
     torch.testing.assert_close(grads[0], grads[1 << 24], atol=1e-5, rtol=1e-5)
 
 
+
+
+def test_a_nan_matrix_gives_nan_in_its_own_row_only():
+    """A diverged generator makes its own exponential NaN (as matrix_exp does), not an exception, and
+    leaves the other rows of the batch exact."""
+    a = random_skew(5, 8, 3.0, seed=7).float()
+    a[2, 0, 1] = a[2, 1, 0] = float("nan")
+    x = a.clone().requires_grad_()
+    out = skew_expm(x)
+    out.sum().backward()
+    bad = out.isnan().flatten(1).any(1)
+    assert bad.tolist() == [False, False, True, False, False]
+    keep = [0, 1, 3, 4]
+    torch.testing.assert_close(out[keep].double(), torch.linalg.matrix_exp(a[keep].double()), atol=1e-5, rtol=0)
+    assert torch.isfinite(x.grad[keep]).all()

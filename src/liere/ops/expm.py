@@ -561,7 +561,10 @@ def _pack_shapes(a: Tensor, site: int | None) -> tuple[tuple, tuple]:
 
 
 # ``site`` is -1 for none (a schema int cannot be None); it is a constant of the graph.
-@torch.library.custom_op("liere::skew_expm_ss", mutates_args=())
+# The names carry the pack's layout version: inductor's on-disk graph cache keys a compiled graph by the
+# operators it calls, not by what they return, so a new layout under the old name would meet cached code
+# that asserts the old output shapes (as it did when the schedule joined the pack, layout 2).
+@torch.library.custom_op("liere::skew_expm_ss_v2", mutates_args=())
 def _expm_op(a: Tensor, site: int) -> tuple[Tensor, Tensor, Tensor]:
     site_ = None if site < 0 else site
     pack_shape, counts_shape = _pack_shapes(a, site_)
@@ -592,7 +595,7 @@ def _(a: Tensor, site: int) -> tuple[Tensor, Tensor, Tensor]:
     return a.new_empty(a.shape), a.new_empty(pack_shape), a.new_empty(counts_shape)
 
 
-@torch.library.custom_op("liere::skew_expm_ss_backward", mutates_args=())
+@torch.library.custom_op("liere::skew_expm_ss_v2_backward", mutates_args=())
 def _expm_backward_op(a: Tensor, grad: Tensor, pack: Tensor, counts: Tensor, site: int) -> Tensor:
     loops = int(counts[-1]) if counts.numel() else -1  # only CPU batches and siteless calls pack
     if loops < 0:

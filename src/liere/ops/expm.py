@@ -216,10 +216,11 @@ def _taylor(b: Tensor, b2: Tensor, b4: Tensor):
 class _Schedule(NamedTuple):
     """Which matrices of a chunk run squaring i.
 
-    With ``starts`` (the CPU's host-read counts): the chunk is sorted by count (``order`` maps sorted rows
-    to the input's), so squaring i runs on the rows from ``starts[i]`` on, and no product is wasted.
-    Without (a count fixed before the data are seen: traced graphs, an accelerator's read-back): every
-    row runs every squaring from ``common`` on, masked by ``torch.where`` where its own count is lower.
+    With ``starts`` (the CPU's host-read counts, spread over 3+ values): the chunk is sorted by count
+    (``order`` maps sorted rows to the input's), so squaring i runs on the rows from ``starts[i]`` on, and
+    no product is wasted. Without: every row runs every squaring, and from ``common`` on (0 for a count
+    fixed before the data are seen: traced graphs, an accelerator's read-back) a ``torch.where`` masks
+    the rows whose own count is lower. ``common`` means nothing when ``starts`` is set.
     """
 
     common: int
@@ -241,7 +242,21 @@ def _square(x: Tensor, s: Tensor, i: int, plan: _Schedule) -> Tensor:
     return torch.where((s > i)[..., None, None], torch.bmm(x, x), x)
 
 
-def _sorted_by_count(s: Tensor, b: Tensor, b2: Tensor, b4: Tensor):
+def _square_backward(g: Tensor, square_input: Tensor, s: Tensor, i: int, plan: _Schedule) -> Tensor:
+    """Reverse of ``_square``: g_x = g x^T + x^T g on the rows that ran squaring i; the others pass g on.
+    With ``starts``, g is the backward's own (sorted) copy, and its rows are overwritten in place."""
+    start = plan.starts[i] if plan.starts is not None else 0
+    xt = square_input[start:].mT  # bmm reads transposed operands in place: no copies
+    step = torch.bmm(g[start:], xt).baddbmm_(xt, g[start:])
+    if start:
+        g[start:] = step
+        return g
+    if plan.starts is not None or i < plan.common:
+        return step
+    return torch.where((s > i)[..., None, None], step, g)
+
+
+def _schedule_by_count(s: Tensor, b: Tensor, b2: Tensor, b4: Tensor):
     """The chunk's squaring schedule from its counts' histogram (one host read): (s, b, b2, b4, loops, plan).
 
     Rows are sorted by count when the counts spread over more than two values. Sorting costs about six
@@ -257,7 +272,7 @@ def _sorted_by_count(s: Tensor, b: Tensor, b2: Tensor, b4: Tensor):
     order = torch.argsort(s)
     s, b, b2, b4 = (t.index_select(0, order) for t in (s, b, b2, b4))
     starts = tuple(itertools.accumulate(per_count))[:loops]  # rows with count <= i sit before starts[i]
-    return s, b, b2, b4, loops, _Schedule(common, starts, order)
+    return s, b, b2, b4, loops, _Schedule(0, starts, order)
 
 
 def _unsort(x: Tensor, plan: _Schedule) -> Tensor:
@@ -279,7 +294,7 @@ def _expm_chunk(a: Tensor, count, keep: bool, polish: bool | None = None):
     s0 = _num_squarings(a, theta)
     needed = None
     if count is None:
-        s, b, b2, b4, loops, plan = _sorted_by_count(*_refine(a, s0, theta))
+        s, b, b2, b4, loops, plan = _schedule_by_count(*_refine(a, s0, theta))
     else:
         loops = MAX_SQUARINGS if count == "static" else int(count)
         s, b, b2, b4 = _refine(a, s0.clamp(max=loops), theta)
@@ -318,17 +333,9 @@ def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
     s, b, b2, b4, inner, mid, squares, plan = saved
     mm = torch.bmm
     if plan.order is not None:
-        g = g.index_select(0, plan.order)  # a new tensor: its rows are overwritten below
+        g = g.index_select(0, plan.order)  # a new tensor: _square_backward overwrites its rows
     for i in reversed(range(len(squares))):
-        start = plan.starts[i] if plan.starts is not None else 0
-        xt = squares[i][start:].mT  # bmm reads transposed operands in place: no copies
-        step = mm(g[start:], xt).baddbmm_(xt, g[start:])
-        if start:
-            g[start:] = step
-        elif plan.starts is not None or i < plan.common:
-            g = step
-        else:
-            g = torch.where((s > i)[..., None, None], step, g)
+        g = _square_backward(g, squares[i], s, i, plan)
     # Reverse through x = I + b + c2 b2 + c3 b3 + b4 @ mid,
     # mid = c4 I + c5 b + c6 b2 + c7 b3 + b4 @ inner, inner = c8 I + c9 b + c10 b2 + c11 b3 + c12 b4.
     # Transposes stay general (not b^T = -b): gradcheck perturbs the input off the skew matrices.
@@ -387,9 +394,10 @@ def _expm_backward(a: Tensor, grad: Tensor, count) -> Tensor:
 def _chunks_by_norm(flat: Tensor, step: int) -> tuple[Tensor, ...]:
     """Row indices of ``flat`` in chunks of ``step``, matrices of similar norm together.
 
-    A chunk runs as many squarings as its largest matrix needs and masks the others (a ``torch.where``
-    per squaring, which costs about two thirds of the product it selects from, and the product is wasted
-    on the masked matrices). Positions spread the norms over a range of ~2^8, so chunks cut in order mix
+    A chunk whose counts spread over one or two values runs as many squarings as its largest matrix needs
+    and masks the others (a ``torch.where`` per squaring, which costs about two thirds of the product it
+    selects from, and the product is wasted on the masked matrices); a wider spread pays for sorting
+    (see _schedule_by_count). Positions spread the norms over a range of ~2^8, so chunks cut in order mix
     all counts: for dense LieRE on ViT-Tiny's 8x8 grid, 72 masked squarings per pass and 15% of the
     squaring products wasted; chunks of similar Frobenius norm (within a factor sqrt(n) of the spectral
     norm that sets the count, and one fused pass over the batch, where the 1-norm would first write |A|):
@@ -608,7 +616,7 @@ def _expm_backward_op(a: Tensor, grad: Tensor, pack: Tensor, counts: Tensor, sit
         plan = _Schedule(int(counts[2 * rows]))
     else:
         starts = tuple(int(v) for v in counts[2 * rows : 2 * rows + loops].tolist())
-        plan = _Schedule(starts[0] if starts else 0, starts, counts[rows : 2 * rows].to(torch.int64))
+        plan = _Schedule(0, starts, counts[rows : 2 * rows].to(torch.int64))
     saved = (counts[:rows], b, b2, b4, inner, mid, list(pack[5 : 5 + loops]), plan)
     g = grad.reshape(-1, n, n).to(b.dtype)
     return _expm_chunk_backward(g, saved).to(a.dtype).view(a.shape)

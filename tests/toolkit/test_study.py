@@ -11,7 +11,7 @@ import time
 import pytest
 
 from liere.train.study import list_studies, load_study, plan_study, smoke_version
-from liere.train.study_report import evaluate_check, measure_values, overall_verdict
+from liere.train.study_report import evaluate_check, main_table, measure_values, overall_verdict
 
 from .conftest import CIFAR_ARCHIVE, run_cli
 
@@ -154,6 +154,20 @@ def test_steps_to_target_counts_unreached_runs_as_lower_bounds():
     # base's final accuracy 0.7 is the target: fast reaches it at step 20; base never does (counted as 20, 0/1).
     assert measure_values(r, {"method": "fast", "metric": "steps_to", "target_of": "base"}) == ([20.0], 1, 1)
     assert measure_values(r, {"method": "base", "metric": "steps_to", "target_of": "base"}) == ([20.0], 0, 1)
+
+
+def test_one_seed_gets_no_verdict_and_tables_say_how_many_seeds():
+    # One value per side has no spread: the old code called +40 points with SE 0 "holds".
+    r = _results({"a": [0.90], "b": [0.50]})
+    c = evaluate_check(r, {"text": "", "better": {"method": "a"}, "than": {"method": "b"}})
+    assert c["verdict"] == "too few seeds" and c["se"] is None and c["delta"] == pytest.approx(40.0)
+    assert c["a"] == "90.0 (1 seed)"
+    assert overall_verdict([c, {"verdict": "holds"}]).startswith("incomplete")
+    # Two of three planned seeds: mean ± std, marked.
+    r = _results({"a": [0.90, 0.92], "b": [0.50]})
+    r["meta"]["seeds"] = [0, 1, 2]
+    header, rows = main_table(r)
+    assert rows == [["a", "91.0 ± 1.4 (2 of 3 seeds)"], ["b", "50.0 (1 seed)"]]
 
 
 def test_overall_verdict():

@@ -19,11 +19,14 @@ standard error SE = sqrt(s_A²/n_A + s_B²/n_B) over seeds, a check is
 * ``holds``             Δ > 2 SE,
 * ``holds (within noise)``   0 < Δ ≤ 2 SE,
 * ``not seen (within noise)`` -2 SE ≤ Δ ≤ 0,
-* ``reversed``          Δ < -2 SE.
+* ``reversed``          Δ < -2 SE,
+* ``too few seeds``     either side has fewer than 2 finished seeds: with one value
+  there is no spread, so no standard error and no verdict (a partial study shows Δ
+  but does not call it).
 
 The claim is *reproduced* when every check holds beyond noise, *partly* when some
 do (or all only within noise), *not reproduced* when none does, and *incomplete*
-while some parts have no runs yet.
+while some parts have no runs yet or too few seeds.
 """
 
 from __future__ import annotations
@@ -114,19 +117,40 @@ def measure_values(results: dict, m: dict) -> tuple[list[float], int, int]:
     return values, len(values), len(runs)
 
 
-def _format(values: list[float], metric: str, reached: int | None = None, n: int | None = None) -> str:
+MIN_SEEDS = 2  # a standard error needs a spread
+
+
+def _format(values: list[float], metric: str, reached: int | None = None, n: int | None = None,
+            planned: int | None = None) -> str:
+    """mean ± std; one value alone is marked "(1 seed)", and fewer seeds than planned "(k of n seeds)"."""
     if not values:
         return "–"
     m, s = mean_std(values)
+    spread = len(values) >= MIN_SEEDS
     if metric == "acc":
-        text = f"{100 * m:.1f} ± {100 * s:.1f}"
+        text = f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if spread else "")
     elif metric in ("loss", "bpc"):
-        text = f"{m:.3f} ± {s:.3f}"
+        text = f"{m:.3f}" + (f" ± {s:.3f}" if spread else "")
     else:
-        text = f"{m:.0f} ± {s:.0f}"
+        text = f"{m:.0f}" + (f" ± {s:.0f}" if spread else "")
         if reached is not None and n is not None and reached < n:
             text = f"≥ {text} ({reached}/{n} reached)"
+    if not spread:
+        text += " (1 seed)"
+    elif planned and len(values) < planned:
+        text += f" ({len(values)} of {planned} seeds)"
     return text
+
+
+def _planned(results: dict) -> int | None:
+    return len(results["meta"].get("seeds") or []) or None
+
+
+def _seeds_phrase(results: dict) -> str:
+    meta, planned = results["meta"], _planned(results)
+    if planned and meta.get("runs_done", len(results["runs"])) < meta.get("runs_planned", 0):
+        return f"mean ± std over the seeds finished so far, of {planned} planned"
+    return f"mean ± std over {planned} seeds" if planned else "mean ± std over seeds"
 
 
 def column_cells(results: dict) -> list[dict]:
@@ -145,7 +169,7 @@ def main_table(results: dict) -> tuple[list[str], list[list[str]]]:
         row = [method]
         for c in cols:
             vals, reached, n = measure_values(results, {**c, "method": method})
-            row.append(_format(vals, c.get("metric", "acc"), reached, n))
+            row.append(_format(vals, c.get("metric", "acc"), reached, n, _planned(results)))
         rows.append(row)
     return header, rows
 
@@ -170,7 +194,7 @@ def paper_table(results: dict) -> tuple[list[str], list[list[str]]] | None:
                 row.append("–")
                 continue
             vals, reached, n = measure_values(results, {**c, "method": ours_label})
-            row.append(_format(vals, c.get("metric", "acc"), reached, n))
+            row.append(_format(vals, c.get("metric", "acc"), reached, n, _planned(results)))
         rows.append(row)
     return header, rows
 
@@ -184,7 +208,9 @@ def evaluate_check(results: dict, check: dict) -> dict:
     metric = a.get("metric", "acc")
     va, ra, na = measure_values(results, a)
     vb, rb, nb = measure_values(results, b)
-    out = {"text": check.get("text", ""), "a": _format(va, metric, ra, na), "b": _format(vb, metric, rb, nb)}
+    planned = _planned(results)
+    out = {"text": check.get("text", ""), "a": _format(va, metric, ra, na, planned),
+           "b": _format(vb, metric, rb, nb, planned)}
     if len(va) == 0 or len(vb) == 0:
         return {**out, "delta": None, "se": None, "verdict": "no data"}
     (ma, sa), (mb, sb) = mean_std(va), mean_std(vb)
@@ -194,6 +220,9 @@ def evaluate_check(results: dict, check: dict) -> dict:
     else:  # "holds": B may fall short of A by at most the tolerance
         delta = sign * (mb - ma) + tol
     se = math.sqrt(sa**2 / len(va) + sb**2 / len(vb))
+    scale = 100.0 if metric == "acc" else 1.0
+    if min(len(va), len(vb)) < MIN_SEEDS:
+        return {**out, "delta": delta * scale, "se": None, "verdict": "too few seeds"}
     if delta > 2 * se:
         verdict = "holds"
     elif delta > 0:
@@ -202,14 +231,19 @@ def evaluate_check(results: dict, check: dict) -> dict:
         verdict = "not seen (within noise)"
     else:
         verdict = "reversed"
-    scale = 100.0 if metric == "acc" else 1.0
     return {**out, "delta": delta * scale, "se": se * scale, "verdict": verdict}
+
+
+def _delta_text(check: dict) -> str:
+    if check["delta"] is None:
+        return "–"
+    return f"{check['delta']:+.2f}" + ("" if check["se"] is None else f" ± {check['se']:.2f}")
 
 
 def overall_verdict(checks: list[dict]) -> str:
     if not checks or all(c["verdict"] == "no data" for c in checks):
         return "no data"
-    missing = sum(c["verdict"] == "no data" for c in checks)
+    missing = sum(c["verdict"] in ("no data", "too few seeds") for c in checks)
     if missing:
         return f"incomplete ({len(checks) - missing} of {len(checks)} parts measured)"
     strong = sum(c["verdict"] == "holds" for c in checks)
@@ -258,7 +292,7 @@ def _plots(results: dict, out: Path) -> list[Path]:
         ax.set_xticks(range(len(cols)), [c["label"] for c in cols], rotation=20 if len(cols) > 5 else 0)
         ax.set_ylabel({"acc": "validation accuracy (%)", "loss": "validation loss (nats)", "bpc": "bits per character",
                        "steps_to": "optimizer steps", "cpu_to": "CPU seconds"}[metric])
-        ax.set_title(f"{meta['title']}: mean ± std over {len(meta.get('seeds') or [])} seeds", fontsize=10)
+        ax.set_title(f"{meta['title']}: {_seeds_phrase(results)}", fontsize=10)
         ax.legend(fontsize=7, ncol=min(4, len(methods)))
         paths.append(_save(fig, out / "study_bars.png"))
 
@@ -321,9 +355,10 @@ def render_study(results: dict, out: str | Path, console=None) -> dict:
         md += [f"## Verdict: **{verdict}**", "",
                markdown_table(["part of the claim", "A", "B", "Δ (favouring the claim)", "verdict"],
                               [[c["text"], c["a"], c["b"],
-                                "–" if c["delta"] is None else f"{c['delta']:+.2f} ± {c['se']:.2f}", c["verdict"]]
+                                _delta_text(c), c["verdict"]]
                                for c in checks]), "",
-               "Δ ± SE: difference of means over seeds and its standard error; 'holds' needs Δ > 2 SE.", ""]
+               "Δ ± SE: difference of means over seeds and its standard error; 'holds' needs Δ > 2 SE. A part "
+               "with fewer than 2 finished seeds on a side shows Δ alone and gets no verdict ('too few seeds').", ""]
     if meta.get("notes"):
         md += ["## Notes", "", meta["notes"].strip(), ""]
     (out / "summary.md").write_text("\n".join(md))
@@ -331,7 +366,7 @@ def render_study(results: dict, out: str | Path, console=None) -> dict:
     if console is not None:
         from rich.table import Table
 
-        table = Table(title=f"{meta['title']} (mean ± std over {len(seeds)} seeds)")
+        table = Table(title=f"{meta['title']} ({_seeds_phrase(results)})")
         for h in header:
             table.add_column(h, justify="left" if h == "method" else "right")
         for row in rows:
@@ -342,6 +377,6 @@ def render_study(results: dict, out: str | Path, console=None) -> dict:
             for h in ("part of the claim", "Δ ± SE", "verdict"):
                 t2.add_column(h)
             for c in checks:
-                t2.add_row(c["text"], "–" if c["delta"] is None else f"{c['delta']:+.2f} ± {c['se']:.2f}", c["verdict"])
+                t2.add_row(c["text"], _delta_text(c), c["verdict"])
             console.print(t2)
     return {"csv": out / "results.csv", "markdown": out / "summary.md", "plots": plots, "verdict": verdict}

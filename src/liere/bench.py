@@ -459,10 +459,26 @@ def _step_peak(model, opt, x, y, device) -> int:
 COMPILED = " compiled"
 
 
+def paired_ratio(times: list[float], reference: list[float]) -> tuple[float, float, float]:
+    """Median and quartiles of the round-by-round ratios times[r] / reference[r].
+
+    The rounds interleave the methods, so a round's ratio cancels the machine's drift between rounds (a VM
+    that slows by 10% for a minute slows both); the ratio of the two medians does not."""
+    if len(times) != len(reference) or not times:
+        raise ValueError(f"paired_ratio: expected two equal, non-empty lists of rounds, got {len(times)} "
+                         f"and {len(reference)}")
+    ratios = sorted(t / r for t, r in zip(times, reference))
+    if len(ratios) == 1:
+        return ratios[0], ratios[0], ratios[0]
+    q1, q2, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q2, q1, q3
+
+
 def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, device="cpu", memory: bool = True,
              rows=None, compile: bool = False, log=print) -> dict:
     """Time one training step (forward, backward, AdamW) of the ViT with every method, interleaved round by
-    round at each batch size; ratios are to RoPE-Mixed's median in the same run.
+    round at each batch size; ratios are to RoPE-Mixed's median in the same run, and ``paired_ratio`` is the
+    median of the round-by-round ratios (see ``paired_ratio``).
 
     With ``compile``, every row also runs as ``torch.compile(model)`` (inductor), labelled "... compiled";
     its first step at each batch size (the compilation) is reported as ``compile_s`` and not timed."""
@@ -498,12 +514,16 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
                 if rnd >= warmup:
                     times[label].append(time.perf_counter() - t0)
         med = {label: statistics.median(t) for label, t in times.items()}
+        paired = {label: paired_ratio(t, times[STEP_REFERENCE]) for label, t in times.items()
+                  if STEP_REFERENCE in times}
         peaks = {label: _step_peak(*models[label], x, y, device) if memory else None for label in models}
         ref = med.get(STEP_REFERENCE)
         for label in models:
             results.append({
                 "label": label, "batch": batch, "median_ms": 1e3 * med[label], "min_ms": 1e3 * min(times[label]),
                 "samples": len(times[label]), "ratio": None if ref is None else med[label] / ref,
+                "paired_ratio": paired[label][0] if label in paired else None,
+                "paired_iqr": list(paired[label][1:]) if label in paired else None,
                 "peak_mb": None if peaks[label] is None else peaks[label] / 2**20,
                 "peak_ratio": None if peaks[label] is None or not peaks.get(STEP_REFERENCE) else
                 peaks[label] / peaks[STEP_REFERENCE],
@@ -511,7 +531,7 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
             })
     by_key = {(r["label"], r["batch"]): r for r in results}
     targets = [{"row": row, "batch": batch, "limit": limit, "ratio": by_key[(row, batch)]["ratio"],
-                "met": by_key[(row, batch)]["ratio"] <= limit}
+                "paired_ratio": by_key[(row, batch)]["paired_ratio"], "met": by_key[(row, batch)]["ratio"] <= limit}
                for row, batch, limit in STEP_TARGETS if (row, batch) in by_key and by_key[(row, batch)]["ratio"]]
     return {"case": "step", "config": case.describe(), "device": str(device), "threads": torch.get_num_threads(),
             "repeats": repeats, "warmup": warmup, "torch": torch.__version__, "compile": compile, "rows": results,
@@ -522,18 +542,21 @@ def format_step(result: dict) -> str:
     lines = [f"== step: {result['config']}  [{result['device']}, {result['threads']} threads, median of "
              f"{result['repeats']} interleaved rounds after {result['warmup']} warm-up]"]
     compiled = result.get("compile")
-    head = (f"{'method':<29}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'peak MB':>10}{'x peak':>8}"
+    head = (f"{'method':<29}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'paired [IQR]':>20}{'peak MB':>10}{'x peak':>8}"
             + (f"{'compile s':>11}" if compiled else ""))
     lines += [head, "-" * len(head)]
     for r in result["rows"]:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         peak_ratio = "-" if r["peak_ratio"] is None else f"{r['peak_ratio']:.2f}"
+        pr = r.get("paired_ratio")
+        paired = "-" if pr is None else f"{pr:.3f} [{r['paired_iqr'][0]:.3f}, {r['paired_iqr'][1]:.3f}]"
         extra = "" if not compiled else f"{r['compile_s']:>11.1f}" if r.get("compile_s") is not None else f"{'':>11}"
-        lines.append(f"{r['label']:<29}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{peak:>10}{peak_ratio:>8}"
+        lines.append(f"{r['label']:<29}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{paired:>20}{peak:>10}{peak_ratio:>8}"
                      + extra)
     for t in result["targets"]:
-        lines.append(f"target {t['row']} at batch {t['batch']} <= {t['limit']} x rope_mixed: {t['ratio']:.2f}  "
+        paired = "" if t.get("paired_ratio") is None else f" (paired {t['paired_ratio']:.3f})"
+        lines.append(f"target {t['row']} at batch {t['batch']} <= {t['limit']} x rope_mixed: {t['ratio']:.2f}{paired}  "
                      f"{'met' if t['met'] else 'MISSED'}")
     return "\n".join(lines)
 

@@ -44,7 +44,7 @@ def test_step_case_tiny_every_method(capsys, tmp_path):
     labels = [label for label, *_ in bench.STEP_ROWS]
     assert set(rows) == {(label, b) for label in labels for b in bench.STEP_TINY.batches}
     assert all(r["median_ms"] > 0 and r["peak_mb"] is not None and r["ratio"] > 0 for r in rows.values())
-    assert rows[("rope_mixed", 2)]["ratio"] == 1.0
+    assert rows[("rope_mixed", 2)]["ratio"] == 1.0 and rows[("rope_mixed", 2)]["paired_ratio"] == 1.0
     assert {(t["row"], t["batch"]) for t in result["targets"]} == set()  # targets are for the full case's batches
 
 
@@ -55,3 +55,14 @@ def test_step_case_methods_filter(capsys):
     assert lines == ["rope_mixed", "liere"]
     with pytest.raises(SystemExit):
         bench.main(["--case", "step", "--tiny", "--methods", "nope"])
+
+
+def test_paired_ratio_cancels_drift_between_rounds():
+    # The machine runs 2x slower in round 2: the medians' ratio (2/1.2 over 1/1) would say 1.2, 1.25 or
+    # whatever the slow round does to each median; every round's own ratio is 1.1.
+    method, reference = [1.1, 2.2, 1.1, 1.1], [1.0, 2.0, 1.0, 1.0]
+    assert bench.paired_ratio(method, reference) == pytest.approx((1.1, 1.1, 1.1))
+    # Ratios 0.9, 1.0, 1.2, 1.5: median 1.1; inclusive quartiles 0.975 and 1.275 (worked by hand).
+    assert bench.paired_ratio([0.9, 2.0, 3.6, 6.0], [1.0, 2.0, 3.0, 4.0]) == pytest.approx((1.1, 0.975, 1.275))
+    with pytest.raises(ValueError, match="paired_ratio"):
+        bench.paired_ratio([1.0], [1.0, 2.0])

@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch._dynamo
 
+import liere
+
 from liere.models import build_model
 
 from ._helpers import ALL, ROTARY
@@ -144,3 +146,59 @@ def test_compiled_exponential_keeps_its_schedule_and_matches_float64(spread):
     (ref_grad,) = torch.autograd.grad(ref, a64, g.double())
     torch.testing.assert_close(out.double(), ref.detach(), atol=1e-5, rtol=0)
     torch.testing.assert_close(grad.double(), ref_grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name,layout", [("rope_mixed", "bhnd"), ("rope_axial", "bnhd")])
+def test_inductor_planar_rotation_matches_float64(name, layout):
+    """Inductor's planar rotation (the real form: inductor's backward through the complex multiply is wrong in
+    torch 2.13), forward and the gradients of q, k and the frequencies, against the float64 oracle."""
+    from oracle import random_positions
+
+    from ._helpers import build, oracle_with_prefix, rotate_dense
+
+    pe = build(name, head_dim=16, num_heads=2)
+    gen = torch.Generator().manual_seed(5)
+    positions = random_positions(6, 2, scale=3.0, generator=gen)
+    q = torch.randn(3, 2, 6, 16, generator=gen)
+    k = torch.randn(3, 2, 6, 16, generator=gen)
+    w = torch.randn(3, 2, 6, 16, generator=gen)
+
+    def rotate(q, k, positions):
+        qb, kb = (t.transpose(1, 2) for t in (q, k)) if layout == "bnhd" else (q, k)
+        qr, kr = liere.apply_rotation_qk(qb, kb, pe.rotation(positions), layout=layout)
+        return (qr.transpose(1, 2), kr.transpose(1, 2)) if layout == "bnhd" else (qr, kr)
+
+    qx, kx = q.clone().requires_grad_(), k.clone().requires_grad_()
+    qr, kr = torch.compile(rotate, fullgraph=True)(qx, kx, positions)
+    params = [p for p in pe.parameters() if p.requires_grad]
+    got = torch.autograd.grad(((qr + kr) * w).sum(), [qx, kx, *params])
+
+    matrices = oracle_with_prefix(pe, positions)  # (H, N, D, D) float64
+    torch.testing.assert_close(qr.double(), rotate_dense(matrices, q), atol=1e-5, rtol=0)
+    torch.testing.assert_close(kr.double(), rotate_dense(matrices, k), atol=1e-5, rtol=0)
+    # d/dq of sum(w . R q) is R^T w, token by token.
+    expected = torch.einsum("hnji,bhnj->bhni", matrices, w.double())
+    torch.testing.assert_close(got[0].double(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1].double(), expected, atol=1e-5, rtol=0)
+    if not params:  # rope_axial's frequencies are fixed
+        return
+    # The frequencies' gradient against float64 autograd through the eager real form of the same rotation.
+    pe64 = build(name, head_dim=16, num_heads=2).double()
+    pe64.load_state_dict(pe.state_dict())
+    rot = pe64.rotation(positions.double())
+    ref = sum((rotate_dense(_dense(rot, 2), t.double()) * w.double()).sum() for t in (q, k))
+    ref_grads = torch.autograd.grad(ref, [p for p in pe64.parameters() if p.requires_grad])
+    for a, b in zip(got[2:], ref_grads):
+        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
+
+
+def _dense(rotation, heads: int) -> torch.Tensor:
+    """(H, N, D, D) float64 matrices of a planar one-layer rotation, differentiable."""
+    cos, sin = rotation.cos[0, 0], rotation.sin[0, 0]  # (Hp, N, M), Hp = 1 when the heads share it
+    blocks = torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2)  # (Hp, N, M, 2, 2)
+    blocks = blocks.expand(heads, *blocks.shape[1:])
+    h, n, m, b, _ = blocks.shape
+    out = blocks.new_zeros(h, n, m, b, m, b)
+    for i in range(m):
+        out[:, :, i, :, i, :] = blocks[:, :, i]
+    return out.reshape(h, n, m * b, m * b)

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._compat import tracing
+from .._compat import exporting, tracing
 
 __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled", "new_site"]
 
@@ -646,7 +646,7 @@ def expm_taylor_ss(a: Tensor, site: int | None = None) -> Tensor:
     ``site`` (from ``new_site()``) lets an accelerator reuse the squaring count of this caller's earlier
     calls instead of synchronising to read it; without it, each call on an accelerator reads it once.
     """
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+    if exporting():
         return _ExpmTaylorSS.apply(a, True, None)
     if torch.compiler.is_compiling():
         return _expm_op(a, -1 if site is None else site)[0]

@@ -245,7 +245,7 @@ def overall_verdict(checks: list[dict]) -> str:
         return "no data"
     missing = sum(c["verdict"] in ("no data", "too few seeds") for c in checks)
     if missing:
-        return f"incomplete ({len(checks) - missing} of {len(checks)} parts measured)"
+        return f"incomplete ({len(checks) - missing} of {len(checks)} parts measured on 2 or more seeds)"
     strong = sum(c["verdict"] == "holds" for c in checks)
     weak = sum(c["verdict"].startswith("holds") for c in checks)
     if strong == len(checks):

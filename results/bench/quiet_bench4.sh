@@ -8,7 +8,7 @@ M=("comrope_ld b=4" "spherical b=3" "liere b=8" "liere b=64 shared")
 date
 .venv/bin/liere bench --case step --batch 32 --repeats 9 --no-memory --methods "${M[@]}" --json results/bench/step32-20261202-r4.json
 date
-.venv/bin/liere bench --case step --batch 128 --repeats 7 --no-memory --methods "${M[@]}" --json results/bench/step128-20261202-r4.json
+.venv/bin/liere bench --case step --batch 128 --repeats 5 --no-memory --methods "${M[@]}" --json results/bench/step128-20261202-r4.json
 date
 .venv/bin/liere bench --case step --batch 32 --repeats 5 --no-memory --compile --methods "spherical b=3" --json results/bench/step32-compile-20261202-r4.json
 date

@@ -459,6 +459,12 @@ def _step_peak(model, opt, x, y, device) -> int:
 COMPILED = " compiled"
 
 
+def round_order(labels: list, rnd: int) -> list:
+    """The rows' order in round ``rnd``: rotated by one place per round."""
+    shift = rnd % len(labels) if labels else 0
+    return labels[shift:] + labels[:shift]
+
+
 def paired_ratio(times: list[float], reference: list[float]) -> tuple[float, float, float]:
     """Median and quartiles of the round-by-round ratios times[r] / reference[r].
 
@@ -505,8 +511,11 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
                 _train_step(model, opt, x, y)
                 _sync(device)
                 compile_s[(label, batch)] = time.perf_counter() - t0
+        labels = list(models)
         for rnd in range(warmup + repeats):
-            for label, (model, opt) in models.items():
+            # Each round starts one row later, so no method always runs first (or always after the same one).
+            for label in round_order(labels, rnd):
+                model, opt = models[label]
                 _sync(device)
                 t0 = time.perf_counter()
                 _train_step(model, opt, x, y)
@@ -542,7 +551,7 @@ def format_step(result: dict) -> str:
     lines = [f"== step: {result['config']}  [{result['device']}, {result['threads']} threads, median of "
              f"{result['repeats']} interleaved rounds after {result['warmup']} warm-up]"]
     compiled = result.get("compile")
-    head = (f"{'method':<29}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'paired [IQR]':>20}{'peak MB':>10}{'x peak':>8}"
+    head = (f"{'method':<29}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'paired [IQR]':>22}{'peak MB':>10}{'x peak':>8}"
             + (f"{'compile s':>11}" if compiled else ""))
     lines += [head, "-" * len(head)]
     for r in result["rows"]:
@@ -552,7 +561,7 @@ def format_step(result: dict) -> str:
         pr = r.get("paired_ratio")
         paired = "-" if pr is None else f"{pr:.3f} [{r['paired_iqr'][0]:.3f}, {r['paired_iqr'][1]:.3f}]"
         extra = "" if not compiled else f"{r['compile_s']:>11.1f}" if r.get("compile_s") is not None else f"{'':>11}"
-        lines.append(f"{r['label']:<29}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{paired:>20}{peak:>10}{peak_ratio:>8}"
+        lines.append(f"{r['label']:<29}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{paired:>22}{peak:>10}{peak_ratio:>8}"
                      + extra)
     for t in result["targets"]:
         paired = "" if t.get("paired_ratio") is None else f" (paired {t['paired_ratio']:.3f})"

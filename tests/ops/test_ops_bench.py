@@ -39,6 +39,9 @@ def test_step_case_tiny_every_method(capsys, tmp_path):
     assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "== step" in text
+    # Columns stay apart: the ratio, then the paired ratio and its quartiles (they once ran together).
+    row = next(line.split() for line in text.splitlines() if line.startswith("rope_mixed"))
+    assert row[3:7] == ["1.00", "1.000", "[1.000,", "1.000]"]
     result = json.loads(out.read_text())["results"][0]
     rows = {(r["label"], r["batch"]): r for r in result["rows"]}
     labels = [label for label, *_ in bench.STEP_ROWS]
@@ -66,3 +69,11 @@ def test_paired_ratio_cancels_drift_between_rounds():
     assert bench.paired_ratio([0.9, 2.0, 3.6, 6.0], [1.0, 2.0, 3.0, 4.0]) == pytest.approx((1.1, 0.975, 1.275))
     with pytest.raises(ValueError, match="paired_ratio"):
         bench.paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_rounds_rotate_the_order_of_the_rows():
+    labels = ["rope_mixed", "a", "b"]
+    orders = [bench.round_order(labels, r) for r in range(4)]
+    assert orders == [["rope_mixed", "a", "b"], ["a", "b", "rope_mixed"], ["b", "rope_mixed", "a"],
+                      ["rope_mixed", "a", "b"]]
+    assert [o[0] for o in orders[:3]] == labels  # every row leads one round in three

@@ -9,7 +9,7 @@ __all__ = ["tracing", "exporting"]
 
 def tracing() -> bool:
     """True inside ``torch.compile``, ``torch.jit`` tracing or ONNX export: no host syncs, no Python-side state."""
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+    return bool(torch.compiler.is_compiling() or exporting())
 
 
 def exporting() -> bool:

@@ -457,6 +457,18 @@ def _step_peak(model, opt, x, y, device) -> int:
 
 
 COMPILED = " compiled"
+PACKED = " packed"  # the same row with the CPU block kernel off: the packed bmm it replaced
+
+
+def packed_rows(rows: list) -> list:
+    """The rows that rotate by blocks the CPU kernel handles, relabelled to run with it off."""
+    return [(label + PACKED, method, b, share) for label, method, b, share in rows if b is not None and b <= 32]
+
+
+def _kernel_setting(label: str):
+    from .ops import cpu_kernel
+
+    return cpu_kernel.enabled(not label.endswith(PACKED))
 
 
 def round_order(labels: list, rnd: int) -> list:
@@ -487,7 +499,10 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
     median of the round-by-round ratios (see ``paired_ratio``).
 
     With ``compile``, every row also runs as ``torch.compile(model)`` (inductor), labelled "... compiled";
-    its first step at each batch size (the compilation) is reported as ``compile_s`` and not timed."""
+    its first step at each batch size (the compilation) is reported as ``compile_s`` and not timed. A row
+    labelled "... packed" runs with the CPU block kernel off (``packed_rows``)."""
+    from .ops import cpu_kernel
+
     device = torch.device(device)
     rows = STEP_ROWS if rows is None else rows
     models = {}
@@ -517,15 +532,19 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
             for label in round_order(labels, rnd):
                 model, opt = models[label]
                 _sync(device)
-                t0 = time.perf_counter()
-                _train_step(model, opt, x, y)
-                _sync(device)
+                with _kernel_setting(label):
+                    t0 = time.perf_counter()
+                    _train_step(model, opt, x, y)
+                    _sync(device)
                 if rnd >= warmup:
                     times[label].append(time.perf_counter() - t0)
         med = {label: statistics.median(t) for label, t in times.items()}
         paired = {label: paired_ratio(t, times[STEP_REFERENCE]) for label, t in times.items()
                   if STEP_REFERENCE in times}
-        peaks = {label: _step_peak(*models[label], x, y, device) if memory else None for label in models}
+        peaks = {}
+        for label in models:
+            with _kernel_setting(label):
+                peaks[label] = _step_peak(*models[label], x, y, device) if memory else None
         ref = med.get(STEP_REFERENCE)
         for label in models:
             results.append({
@@ -543,6 +562,7 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
                 "paired_ratio": by_key[(row, batch)]["paired_ratio"], "met": by_key[(row, batch)]["ratio"] <= limit}
                for row, batch, limit in STEP_TARGETS if (row, batch) in by_key and by_key[(row, batch)]["ratio"]]
     return {"case": "step", "config": case.describe(), "device": str(device), "threads": torch.get_num_threads(),
+            "cpu_kernel": cpu_kernel.status(),
             "repeats": repeats, "warmup": warmup, "torch": torch.__version__, "compile": compile, "rows": results,
             "targets": targets}
 
@@ -567,6 +587,8 @@ def format_step(result: dict) -> str:
         paired = "" if t.get("paired_ratio") is None else f" (paired {t['paired_ratio']:.3f})"
         lines.append(f"target {t['row']} at batch {t['batch']} <= {t['limit']} x rope_mixed: {t['ratio']:.2f}{paired}  "
                      f"{'met' if t['met'] else 'MISSED'}")
+    if result.get("cpu_kernel"):
+        lines.append(f"CPU block kernel: {result['cpu_kernel']}")
     return "\n".join(lines)
 
 
@@ -588,7 +610,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=None,
                    help="override the case's batch size (step: one or more, default 32 128)")
     p.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
-                   help="step: only these rows (labels as printed, e.g. 'liere b=8'; rope_mixed is always kept)")
+                   help="step: only these rows (labels as printed, e.g. 'liere b=8'; rope_mixed is always kept); "
+                        "'<row> packed' runs a block row with the CPU kernel off, e.g. 'liere b=8 packed'")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -630,11 +653,12 @@ def main(argv=None) -> int:
                 case = replace(case, batches=tuple(args.batch))
             rows = STEP_ROWS
             if args.methods:
-                known = {r[0] for r in STEP_ROWS}
+                candidates = STEP_ROWS + packed_rows(STEP_ROWS)
+                known = [r[0] for r in candidates]
                 unknown = [m for m in args.methods if m not in known]
                 if unknown:
-                    raise SystemExit(f"liere bench: --methods: unknown row(s) {unknown}; known: {sorted(known)}")
-                rows = [r for r in STEP_ROWS if r[0] in args.methods or r[0] == STEP_REFERENCE]
+                    raise SystemExit(f"liere bench: --methods: unknown row(s) {unknown}; known: {known}")
+                rows = [r for r in candidates if r[0] in args.methods or r[0] == STEP_REFERENCE]
             res = run_step(case, repeats=repeats, warmup=warmup, device=args.device, memory=not args.no_memory,
                            rows=rows, compile=args.compile)
             print(format_step(res), flush=True)

@@ -54,10 +54,29 @@ def test_step_case_tiny_every_method(capsys, tmp_path):
 def test_step_case_methods_filter(capsys):
     assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--no-memory",
                        "--batch", "3", "--methods", "liere b=8"]) == 0
-    lines = [line.split()[0] for line in capsys.readouterr().out.splitlines()[3:] if line and not line.startswith("target")]
+    lines = [line.split()[0] for line in capsys.readouterr().out.splitlines()[3:]
+             if line and not line.startswith(("target", "CPU block kernel"))]
     assert lines == ["rope_mixed", "liere"]
     with pytest.raises(SystemExit):
         bench.main(["--case", "step", "--tiny", "--methods", "nope"])
+
+
+def test_step_case_packed_rows_run_with_the_kernel_off(capsys, monkeypatch):
+    """'<row> packed' is the same row with the CPU block kernel off; rows without blocks have no such variant."""
+    from liere.ops import cpu_kernel
+
+    seen = []
+    real = bench._train_step
+    monkeypatch.setattr(bench, "_train_step", lambda *a: seen.append(cpu_kernel._state["override"]) or real(*a))
+    assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--no-memory",
+                       "--batch", "3", "--methods", "liere b=8", "liere b=8 packed"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("  ")[0] for line in out.splitlines()[3:] if line.startswith(("rope", "liere"))]
+    assert rows == ["rope_mixed", "liere b=8", "liere b=8 packed"]
+    assert sorted(seen, key=str) == [False, None, None]  # one step each; only the packed row turned the kernel off
+    assert "CPU block kernel: " in out
+    with pytest.raises(SystemExit, match="unknown row"):
+        bench.main(["--case", "step", "--tiny", "--methods", "rope_axial packed"])
 
 
 def test_paired_ratio_cancels_drift_between_rounds():

@@ -7,6 +7,9 @@ inputs go straight into SDPA. Three implementations, picked per call:
 
 * CUDA with Triton: one fused kernel reads q and k once and writes them once
   (``liere.ops.triton_apply``).
+* CPU, blocks: a C++ kernel does the same in one pass over q and k
+  (``liere.ops.cpu_kernel``, built on first use; the packed ``bmm`` below
+  where it cannot be built).
 * Eager elsewhere (``_fast_*``):
   - planar: channel pairs (2m, 2m+1) viewed as complex numbers, so the
     rotation is one complex multiply per pair, x' = x * exp(i theta), forward
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .._compat import tracing
+from . import cpu_kernel
 from ..rotation import Rotation
 
 __all__ = ["apply_rotation", "apply_rotation_qk", "LAYOUTS"]
@@ -266,7 +270,9 @@ def _logical_shape(x: Tensor, layout: str) -> tuple:
 
 
 def _fast_blocks(xs: list[Tensor], blocks: Tensor, layout: str):
-    """blocks (Bp, Hp, N, M, b, b): rotate every tensor in xs with one packed bmm."""
+    """blocks (Bp, Hp, N, M, b, b): rotate every tensor in xs, by the CPU kernel or one packed bmm."""
+    if cpu_kernel.supports(xs, blocks):
+        return cpu_kernel.rotate_blocks(xs, blocks, layout)
     return _PackedBlockRotate.apply(blocks, layout, *xs)
 
 

@@ -1,0 +1,251 @@
+"""The CPU kernel for block rotations (``csrc/block_rotate.cpp``): built once per machine, on first use.
+
+Eager PyTorch has no one-pass way to multiply every b-channel block of q and k
+by its own small matrix: the packed ``bmm`` in ``apply.py`` copies q and k into
+a buffer and back (five passes over them forward, ten backward). The kernel
+reads each input once and writes each output once, so a block rotation costs
+about what RoPE-Mixed's complex multiply costs.
+
+It is compiled with the C++ compiler on the PATH (``$CXX``, else ``c++``,
+``g++`` or ``clang++``) against the installed torch, about 10 s, and cached
+under ``$LIERE_CACHE_DIR`` (default ``~/.cache/liere``) keyed by the source,
+the torch version and the CPU, so a cluster of mixed machines never loads a
+build for another instruction set. Where no compiler works, a warning says so
+once and the packed ``bmm`` runs instead: results are the same up to rounding.
+``LIERE_CPU_KERNEL=0`` turns the kernel off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["available", "status", "enabled", "rotate_blocks"]
+
+_SOURCE = Path(__file__).with_name("csrc") / "block_rotate.cpp"
+_NAMESPACE = "liere_cpu_v1"  # bump with any change to the operators' schemas
+_lock = threading.Lock()
+_state: dict = {"loaded": None, "reason": "", "override": None}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("LIERE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "liere")
+    return Path(root) / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What decides which instructions a -march=native build may use."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()}|{platform.processor()}|{flags}"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _build_flags() -> list[str]:
+    from torch.utils.cpp_extension import include_paths, library_paths
+
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+    flags += [f"-I{p}" for p in include_paths()]
+    lib = library_paths()[0]
+    flags += [f"-L{lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{lib}"]
+    if sys.platform == "darwin":
+        flags += ["-undefined", "dynamic_lookup"]
+    return flags
+
+
+def _library_path() -> Path:
+    key = hashlib.sha256()
+    key.update(_SOURCE.read_bytes())
+    key.update(f"{torch.__version__}|{sys.platform}|{_cpu_signature()}".encode())
+    return _cache_dir() / f"block_rotate-{key.hexdigest()[:16]}.so"
+
+
+def _compile(target: Path) -> None:
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX, or install g++ or clang++)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target, then rename: concurrent processes (a study's workers) never load a half-written file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        errors = ""
+        for arch in (["-march=native"], []):  # some compilers (older clang on arm64) reject -march=native
+            done = subprocess.run([cxx, *arch, str(_SOURCE), "-o", tmp, *_build_flags()],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(tmp, target)
+                return
+            errors = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise RuntimeError(f"{Path(cxx).name} failed: {errors[0]}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load() -> bool:
+    with _lock:
+        if _state["loaded"] is not None:
+            return _state["loaded"]
+        if os.environ.get("LIERE_CPU_KERNEL", "1").strip().lower() in ("0", "false", "no", "off"):
+            _state.update(loaded=False, reason="turned off by LIERE_CPU_KERNEL")
+            return False
+        try:
+            path = _library_path()
+            if not path.exists():
+                _compile(path)
+            torch.ops.load_library(str(path))
+            _state.update(loaded=True, reason=f"built at {path}")
+        except Exception as exc:  # any failure leaves the packed bmm, which computes the same rotation
+            _state.update(loaded=False, reason=f"not built ({exc})")
+            warnings.warn(f"liere: the CPU block-rotation kernel is unavailable, using the packed bmm instead: "
+                          f"{_state['reason']}", RuntimeWarning, stacklevel=3)
+        return _state["loaded"]
+
+
+def available() -> bool:
+    """Whether the kernel is built and loaded (building it on the first call) and not switched off."""
+    if _state["override"] is False:
+        return False
+    return _load()
+
+
+def status() -> str:
+    """One line: whether the kernel runs, and why not."""
+    on = available()
+    if _state["override"] is False:
+        return "off (liere.ops.cpu_kernel.enabled(False))"
+    return ("on, " if on else "off, ") + _state["reason"]
+
+
+class enabled:
+    """Context manager that switches the kernel on or off in this process (benchmarks compare the two)."""
+
+    def __init__(self, on: bool):
+        self.on = bool(on)
+
+    def __enter__(self):
+        self.previous = _state["override"]
+        _state["override"] = None if self.on else False
+        return self
+
+    def __exit__(self, *exc):
+        _state["override"] = self.previous
+        return False
+
+
+def supports(xs: list[Tensor], blocks: Tensor) -> bool:
+    """CPU tensors, block size 2-32, and float32 or half-precision inputs (float64 stays on the bmm: gradcheck)."""
+    b = blocks.shape[-1]
+    wide = torch.float64
+    return (2 <= b <= 32 and blocks.device.type == "cpu" and blocks.dtype != wide
+            and all(x.device.type == "cpu" and x.dtype != wide for x in xs) and available())
+
+
+def _logical(x: Tensor, layout: str) -> Tensor:
+    """x as a (B, H, N, D) view: (B, N, H, D) inputs are transposed, not copied."""
+    return x if layout == "bhnd" else x.transpose(1, 2)
+
+
+def _float32_rows(x: Tensor) -> Tensor:
+    x = x if x.dtype == torch.float32 else x.float()
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def _rotate(x: Tensor, mats: Tensor, layout: str, rotated: int) -> Tensor:
+    """mats (Bp, Hp, N, M, b, b) float32 contiguous, each matrix given transposed; a new float32 tensor like x."""
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    xv, ov = _float32_rows(_logical(x, layout)), _logical(out, layout)
+    getattr(torch.ops, _NAMESPACE).rotate_blocks(xv, mats, ov)
+    if rotated < x.shape[-1]:
+        ov[..., rotated:] = xv[..., rotated:]
+    return out
+
+
+class _KernelBlockRotate(torch.autograd.Function):
+    """Rotate q and k (any number of tensors) by the same blocks (Bp, Hp, N, M, b, b)."""
+
+    @staticmethod
+    def forward(ctx, blocks: Tensor, layout: str, *xs: Tensor):
+        r = blocks.detach().to(torch.float32).contiguous()
+        outs = [_rotate(x, r.mT.contiguous(), layout, r.shape[-3] * r.shape[-1]).to(x.dtype) for x in xs]
+        ctx.layout, ctx.x_meta = layout, [(x.shape, x.dtype, x.device) for x in xs]
+        # The blocks themselves, not r: a second derivative (create_graph) must reach their history.
+        ctx.save_for_backward(blocks, *(xs if ctx.needs_input_grad[0] else ()))
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        blocks, *xs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True (a gradient penalty): a backward autograd can differentiate
+            return _differentiable_backward(ctx, blocks, xs, grads)
+        r = blocks.detach().to(torch.float32).contiguous()
+        layout, ops = ctx.layout, getattr(torch.ops, _NAMESPACE)
+        rotated = r.shape[-3] * r.shape[-1]
+        g_xs, g_blocks = [], None
+        if ctx.needs_input_grad[0]:
+            g_blocks = torch.zeros_like(r)
+            part = torch.empty_like(r)
+        for i, g in enumerate(grads):
+            if g is None:
+                g_xs.append(None)
+                continue
+            # d/dx of R x is R^T g: the kernel takes its matrix transposed, so R itself.
+            g_xs.append(_rotate(g, r, layout, rotated).to(g.dtype) if ctx.needs_input_grad[2 + i] else None)
+            if g_blocks is not None:
+                ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(xs[i], layout)), part)
+                g_blocks += part
+        if g_blocks is not None:
+            g_blocks = g_blocks.to(blocks.dtype)
+        return (g_blocks, None, *g_xs)
+
+
+def _reference(x: Tensor, blocks: Tensor, layout: str) -> Tensor:
+    """R x with differentiable torch ops in float32; leftover channels pass through."""
+    xv = _logical(x, layout).to(torch.float32)
+    m, b = blocks.shape[-3], blocks.shape[-1]
+    out = (blocks.to(torch.float32) @ xv[..., : m * b].unflatten(-1, (m, b)).unsqueeze(-1)).squeeze(-1).flatten(-2)
+    return _logical(torch.cat((out, xv[..., m * b :]), -1), layout)
+
+
+def _differentiable_backward(ctx, blocks: Tensor, xs: list[Tensor], grads):
+    """The backward as torch ops, so that autograd can differentiate it again (the kernel's cannot)."""
+    # d/dx (R x) does not depend on x: without saved inputs (no d/dR wanted), zeros stand in for them.
+    if not xs:
+        xs = [torch.zeros(shape, dtype=dtype, device=device) for shape, dtype, device in ctx.x_meta]
+    inputs = [x if x.requires_grad else x.detach().requires_grad_() for x in xs]
+    wrt = ([blocks] if ctx.needs_input_grad[0] else []) + inputs
+    pairs = [(_reference(x, blocks, ctx.layout), g) for x, g in zip(inputs, grads) if g is not None]
+    got = torch.autograd.grad([o for o, _ in pairs], wrt, [g.to(o.dtype) for o, g in pairs], create_graph=True,
+                              allow_unused=True)
+    g_blocks = got[0] if ctx.needs_input_grad[0] else None
+    g_xs = [None if g is None or not ctx.needs_input_grad[2 + i] else g.to(meta[1])
+            for i, (g, meta) in enumerate(zip(got[len(wrt) - len(inputs):], ctx.x_meta))]
+    return (g_blocks, None, *g_xs)
+
+
+def rotate_blocks(xs: list[Tensor], blocks: Tensor, layout: str):
+    """Rotate every tensor in xs by blocks (Bp, Hp, N, M, b, b); a tuple for several tensors, else one tensor."""
+    return _KernelBlockRotate.apply(blocks, layout, *xs)

@@ -38,9 +38,10 @@ def test_1d_liere_equals_string_with_its_real_schur_form():
     """1-D LieRE with a dense generator A is STRING with P and frequencies from A's real Schur form."""
     torch.manual_seed(0)
     d, h = 16, 2
-    lie = liere.build("liere", pos_dims=1, head_dim=d, num_heads=h, block_size=d)
-    string = liere.build("string", pos_dims=1, head_dim=d, num_heads=h)
-    gens = lie.generators().detach().double()[0]  # (H, D, D)
+    # In float64, so that the identity is tested to 1e-9 rather than to float32 rounding of two paths.
+    lie = liere.build("liere", pos_dims=1, head_dim=d, num_heads=h, block_size=d).double()
+    string = liere.build("string", pos_dims=1, head_dim=d, num_heads=h).double()
+    gens = lie.generators().detach()[0]  # (H, D, D)
     rows, cols = torch.triu_indices(d, d, offset=1)
     eye = torch.eye(d, dtype=torch.float64)
     with torch.no_grad():
@@ -50,18 +51,17 @@ def test_1d_liere_equals_string_with_its_real_schur_form():
             block = torch.block_diag(*[fj * torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64) for fj in f])
             torch.testing.assert_close(p @ block @ p.T, gens[head], atol=1e-10, rtol=0)
             s = torch.linalg.solve((eye + p).T, (eye - p).T).T  # inverse Cayley: S = (I - P)(I + P)^-1
-            string.skew_upper[0, head] = s[rows, cols].float()
-            string.freqs[0, 0, head] = f.float()
-        torch.testing.assert_close(string.basis()[0].double(), torch.stack(
-            [_real_schur_of_skew(gens[i])[0] for i in range(h)]), atol=1e-5, rtol=0)
-    pos = liere.positions.grid((64,), "liere")  # LieRE's positions in [0, 1]
-    q, k = torch.randn(2, 3, h, 64, d).unbind(0)
+            string.skew_upper[0, head] = s[rows, cols]
+            string.freqs[0, 0, head] = f
+        torch.testing.assert_close(string.basis()[0], torch.stack(
+            [_real_schur_of_skew(gens[i])[0] for i in range(h)]), atol=1e-10, rtol=0)
+    pos = liere.positions.grid((64,), "liere").double()  # LieRE's positions in [0, 1]
+    q, k = torch.randn(2, 3, h, 64, d, dtype=torch.float64).unbind(0)
     a, b = _logits(lie, q, k, pos), _logits(string, q, k, pos)
     scale = a.abs().max()
     err = (a - b).abs().max() / scale
-    assert err < 2e-6, f"largest logit difference {err:.2e} of the largest logit"
-    # Both also agree with the float64 oracle of their own generators.
-    torch.testing.assert_close(string.generators().double(), lie.generators().double(), atol=2e-5, rtol=0)
+    assert err < 1e-9, f"largest logit difference {err:.2e} of the largest logit"
+    torch.testing.assert_close(string.generators(), lie.generators(), atol=1e-9, rtol=0)
 
 
 def test_cayley_is_orthogonal_and_string_starts_as_rope_mixed():

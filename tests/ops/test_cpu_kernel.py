@@ -203,3 +203,43 @@ def test_second_derivatives_match_float64_oracle(layout):
     want = penalty(qkv.requires_grad_(), u.requires_grad_(), oracle)
     for a, b in zip(got, want):
         torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
+
+
+@needs_kernel
+def test_expm_kernel_runs_for_float32_blocks_and_keeps_only_its_input(monkeypatch):
+    from liere.ops import skew_expm
+
+    calls = []
+    real = cpu_kernel.skew_expm
+    monkeypatch.setattr(cpu_kernel, "skew_expm", lambda a: calls.append(a.shape) or real(a))
+    u = torch.randn(6, 8, 8)
+    a = (u - u.mT).requires_grad_()
+    out = skew_expm(a)
+    assert calls == [(6, 8, 8)]
+    saved = out.grad_fn.saved_tensors
+    assert len(saved) == 1 and saved[0] is a  # the backward recomputes; nothing else is held
+    skew_expm(a.double())  # float64 (tests, gradcheck) stays on the torch path
+    assert calls == [(6, 8, 8)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("size", [5, 8, 16])
+def test_expm_second_derivative_matches_float64_matrix_exp(size):
+    """A gradient penalty through the exponential (create_graph=True): neither the kernel's backward nor the
+    torch path's hand-written one can be differentiated, so that case runs autograd through matrix_exp;
+    both paths against float64 torch.linalg.matrix_exp."""
+    from liere.ops import skew_expm
+
+    gen = torch.Generator().manual_seed(size)
+    u = torch.randn(3, size, size, dtype=torch.float64, generator=gen)
+    g = torch.randn(3, size, size, dtype=torch.float64, generator=gen)
+
+    def penalty(u, expm):
+        (gu,) = torch.autograd.grad((expm(u - u.mT) * g.to(u.dtype)).sum(), u, create_graph=True)
+        return torch.autograd.grad((gu ** 2).sum(), u)[0]
+
+    want = penalty(u.clone().requires_grad_(), torch.linalg.matrix_exp)
+    for on in (True, False):
+        with cpu_kernel.enabled(on):
+            got = penalty(u.float().requires_grad_(), skew_expm)
+        torch.testing.assert_close(got.double(), want, atol=1e-3, rtol=1e-3)

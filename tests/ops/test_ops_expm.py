@@ -4,6 +4,10 @@ The oracle is LAPACK-backed ``torch.linalg.matrix_exp`` in float64 on the same
 (float32-rounded) input, so the comparison measures only our own error.
 Gradients are checked with ``gradcheck`` through a skew parametrisation
 A = U - U^T, because the closed forms are exact only on skew inputs.
+
+Every test runs twice: with the CPU kernel (float32 blocks of 5 to 16, the
+eager default) and without it (the torch path, which compiled graphs and
+machines without a compiler run).
 """
 
 from __future__ import annotations
@@ -15,11 +19,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liere.ops import expm_taylor_ss, skew_expm
+from liere.ops import cpu_kernel, expm_taylor_ss, skew_expm
 
 EPS32 = torch.finfo(torch.float32).eps
 BLOCKS = [2, 3, 4, 5, 8, 16, 33, 64]
 NORMS = [0.0, 1e-8, 1e-4, 0.1, 1.0, 10.0, 1e2, 1e3, 1e4]
+
+
+@pytest.fixture(autouse=True, params=["kernel", "torch"])
+def expm_path(request):
+    if request.param == "kernel" and not cpu_kernel.available():
+        pytest.skip(f"CPU kernel: {cpu_kernel.status()}")
+    with cpu_kernel.enabled(request.param == "kernel"):
+        yield request.param
 
 
 def random_skew(batch: int, size: int, norm: float, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
@@ -249,11 +261,15 @@ def test_gradient_of_float64_promoted_chunks(size):
     assert err <= 1e-4 * x2.grad.abs().max().item(), err
 
 
-def test_large_inputs_save_only_the_input_and_both_backwards_agree(monkeypatch):
+def test_large_inputs_save_only_the_input_and_both_backwards_agree(monkeypatch, expm_path):
     """Above _SAVE_INPUT_BYTES only the input is held for the backward (the squares are recomputed there);
     below it the polynomial and squares are kept. Both backwards give the same gradient, which matches
-    autograd through float64 torch.linalg.matrix_exp."""
+    autograd through float64 torch.linalg.matrix_exp. (The torch path's bookkeeping: the kernel always
+    keeps only the input and recomputes, see test_cpu_kernel.)"""
     import liere.ops.expm as expm_module
+
+    if expm_path == "kernel":
+        pytest.skip("the torch path's saved tensors")
 
     a = random_skew(4, 8, 50.0, seed=1).float().requires_grad_()
     g = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(0))

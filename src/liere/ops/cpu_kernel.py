@@ -1,4 +1,4 @@
-"""The CPU kernel for block rotations (``csrc/block_rotate.cpp``): built once per machine, on first use.
+"""liere's CPU kernels (``csrc/cpu_kernels.cpp``): block rotations and small exponentials, built on first use.
 
 Eager PyTorch has no one-pass way to multiply every b-channel block of q and k
 by its own small matrix: the packed ``bmm`` in ``apply.py`` copies q and k into
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "status", "enabled", "rotate_blocks"]
+__all__ = ["available", "status", "enabled", "rotate_blocks", "skew_expm"]
 
-_SOURCE = Path(__file__).with_name("csrc") / "block_rotate.cpp"
+_SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
 _NAMESPACE = "liere_cpu_v1"  # bump with any change to the operators' schemas
 _lock = threading.Lock()
 _state: dict = {"loaded": None, "reason": "", "override": None}
@@ -79,7 +79,7 @@ def _library_path() -> Path:
     key = hashlib.sha256()
     key.update(_SOURCE.read_bytes())
     key.update(f"{torch.__version__}|{sys.platform}|{_cpu_signature()}".encode())
-    return _cache_dir() / f"block_rotate-{key.hexdigest()[:16]}.so"
+    return _cache_dir() / f"liere_cpu-{key.hexdigest()[:16]}.so"
 
 
 def _compile(target: Path) -> None:
@@ -249,3 +249,40 @@ def _differentiable_backward(ctx, blocks: Tensor, xs: list[Tensor], grads):
 def rotate_blocks(xs: list[Tensor], blocks: Tensor, layout: str):
     """Rotate every tensor in xs by blocks (Bp, Hp, N, M, b, b); a tuple for several tensors, else one tensor."""
     return _KernelBlockRotate.apply(blocks, layout, *xs)
+
+
+# ----- exponentials ---------------------------------------------------------------------------------------
+EXPM_SIZES = range(5, 17)  # the closed forms cover b <= 4; from 17 on, batched products are efficient
+
+
+def supports_expm(a: Tensor) -> bool:
+    """float32 CPU batches of 5x5 to 16x16 matrices (float64 stays on the torch path: tests, gradcheck)."""
+    return (a.device.type == "cpu" and a.dtype == torch.float32 and a.ndim >= 2
+            and a.shape[-1] == a.shape[-2] and a.shape[-1] in EXPM_SIZES and available())
+
+
+class _KernelExpm(torch.autograd.Function):
+    """exp(a) by scaling and squaring, one matrix at a time; the backward recomputes each forward."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor):
+        n = a.shape[-1]
+        ctx.save_for_backward(a)
+        flat = a.detach().reshape(-1, n, n).contiguous()
+        return getattr(torch.ops, _NAMESPACE).skew_expm(flat).view(a.shape)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (a,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate
+            from .expm import differentiable_vjp
+
+            return differentiable_vjp(a, grad)
+        n = a.shape[-1]
+        flat, g = (t.detach().reshape(-1, n, n).float().contiguous() for t in (a, grad))
+        return getattr(torch.ops, _NAMESPACE).skew_expm_backward(flat, g).view(a.shape)
+
+
+def skew_expm(a: Tensor) -> Tensor:
+    """exp(a) for a float32 CPU batch (..., n, n), 5 <= n <= 16 (see ``supports_expm``)."""
+    return _KernelExpm.apply(a)

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from .._compat import exporting, tracing
+from . import cpu_kernel
 
 __all__ = ["skew_expm", "expm_taylor_ss", "rotation_2x2", "expm_4x4_scaled", "new_site"]
 
@@ -494,6 +495,18 @@ def _forward_with_counts(a: Tensor, site: int | None) -> tuple[Tensor, object]:
     return out, readback.count
 
 
+def differentiable_vjp(a: Tensor, grad: Tensor) -> Tensor:
+    """d/da <exp(a), grad> for ``create_graph=True`` (a gradient penalty): autograd through float64
+    ``torch.linalg.matrix_exp``, which can be differentiated again; the hand-written backwards cannot
+    (they reuse the forward's tensors and write in place). Slow, and only for that case."""
+    with torch.enable_grad():
+        a64 = a.double()
+        if not a64.requires_grad:
+            a64 = a64.detach().requires_grad_()
+        (g,) = torch.autograd.grad(torch.linalg.matrix_exp(a64), a64, grad.double(), create_graph=True)
+    return g.to(a.dtype)
+
+
 class _ExpmTaylorSS(torch.autograd.Function):
     """Scaling and squaring with a hand-written reverse-mode backward.
 
@@ -534,6 +547,8 @@ class _ExpmTaylorSS(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         a, *kept = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate
+            return differentiable_vjp(a, grad), None, None
         if ctx.kept is None:
             return _expm_backward(a, grad, ctx.count), None, None
         common, starts = ctx.kept
@@ -650,6 +665,8 @@ def expm_taylor_ss(a: Tensor, site: int | None = None) -> Tensor:
         return _ExpmTaylorSS.apply(a, True, None)
     if torch.compiler.is_compiling():
         return _expm_op(a, -1 if site is None else site)[0]
+    if not _uses_readback(a, site) and cpu_kernel.supports_expm(a):
+        return cpu_kernel.skew_expm(a)
     return _ExpmTaylorSS.apply(a, False, site)
 
 

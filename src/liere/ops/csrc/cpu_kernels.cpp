@@ -1,0 +1,444 @@
+// liere's CPU kernels, compiled on first use by liere/ops/cpu_kernel.py:
+//
+// 1. Block rotations of queries and keys: x' = A x on every b-channel block of every row, in one pass.
+//    The eager alternative packs q and k into a (matrices x rows x b) buffer for one `bmm` and unpacks the
+//    result: five passes over q and k forward and ten backward, where this reads each input once and
+//    writes each output once.
+// 2. Exponentials of small skew-symmetric matrices (5 <= n <= 16) and their backward, one matrix at a time
+//    in registers and L1: the same scaling-and-squaring algorithm as liere/ops/expm.py (see there for the
+//    why of each step), where batched 8x8 products through `bmm` cost ~0.26 us each in call overhead.
+//
+// Block rotation layouts (all float32):
+//   x, out, g : logical (B, H, N, D) views with any strides, the last one 1;
+//   a         : (Bp, Hp, N, M, b, b) contiguous, Bp in {1, B}, Hp in {1, H}; a rotation row (bp, hp, n)
+//               covers every x row (b, h) it broadcasts to.
+// `rotate_blocks` takes each matrix TRANSPOSED (a[..., j, i] = A[i, j]) so that its inner loop runs over
+// contiguous memory: out_i = sum_j A_ij x_j = sum_j a[j, i] x_j. Pass R^T for R x, and R itself for R^T g.
+// `block_outer_sums` writes ga[r, m] = sum over the x rows of row r of g_m x_m^T (the gradient of A).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+
+namespace {
+
+constexpr int kMaxBlock = 32;
+
+struct Geometry {
+  int64_t B, H, N, Bp, Hp, M;
+  int bs;
+};
+
+Geometry geometry(const at::Tensor& x, const at::Tensor& a) {
+  TORCH_CHECK(x.dim() == 4 && a.dim() == 6, "liere block kernel: expected x (B, H, N, D), a (Bp, Hp, N, M, b, b)");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && a.scalar_type() == at::kFloat, "liere block kernel: float32 only");
+  TORCH_CHECK(x.stride(3) == 1 && a.is_contiguous(), "liere block kernel: x's last stride must be 1, a contiguous");
+  Geometry g{x.size(0), x.size(1), x.size(2), a.size(0), a.size(1), a.size(3), static_cast<int>(a.size(4))};
+  TORCH_CHECK(g.bs >= 1 && g.bs <= kMaxBlock && a.size(5) == g.bs, "liere block kernel: block size 1..32");
+  TORCH_CHECK(a.size(2) == g.N && (g.Bp == 1 || g.Bp == g.B) && (g.Hp == 1 || g.Hp == g.H),
+              "liere block kernel: a does not broadcast to x");
+  TORCH_CHECK(g.M * g.bs <= x.size(3), "liere block kernel: blocks wider than x");
+  return g;
+}
+
+// Calls f(b, h) for every x row that rotation row (bp, hp) covers.
+template <typename F>
+inline void for_covered_rows(const Geometry& g, int64_t bp, int64_t hp, F&& f) {
+  const int64_t nb = g.Bp == 1 ? g.B : 1, nh = g.Hp == 1 ? g.H : 1;
+  for (int64_t ib = 0; ib < nb; ++ib)
+    for (int64_t ih = 0; ih < nh; ++ih) f(g.Bp == 1 ? ib : bp, g.Hp == 1 ? ih : hp);
+}
+
+// A block of BS floats as one SIMD value (GCC/Clang vector extensions; an AVX register for BS = 8), loaded and
+// stored unaligned. Left to itself, the compiler vectorised the 8-wide loops below badly (3-8x slower).
+template <int BS>
+struct Lanes {
+  typedef float type __attribute__((vector_size(BS * sizeof(float))));
+  static inline type load(const float* p) {
+    type v;
+    std::memcpy(&v, p, sizeof(type));
+    return v;
+  }
+  static inline void store(float* p, const type& v) { std::memcpy(p, &v, sizeof(type)); }
+};
+
+constexpr bool is_lane_width(int bs) { return bs == 4 || bs == 8 || bs == 16; }
+
+// out_m = A_m x_m for one row, A_m given transposed (rows of `a` are A's columns).
+template <int BS>
+inline void rotate_row(const float* a, const float* x, float* out, int64_t M, int bs) {
+  if constexpr (is_lane_width(BS)) {
+    using L = Lanes<BS>;
+    for (int64_t m = 0; m < M; ++m, a += BS * BS, x += BS, out += BS) {
+      typename L::type acc = L::load(a) * x[0];
+      for (int j = 1; j < BS; ++j) acc += L::load(a + j * BS) * x[j];
+      L::store(out, acc);
+    }
+  } else {
+    float acc[kMaxBlock];
+    for (int64_t m = 0; m < M; ++m, a += bs * bs, x += bs, out += bs) {
+      for (int i = 0; i < bs; ++i) acc[i] = a[i] * x[0];
+      for (int j = 1; j < bs; ++j) {
+        const float v = x[j];
+        for (int i = 0; i < bs; ++i) acc[i] += a[j * bs + i] * v;
+      }
+      for (int i = 0; i < bs; ++i) out[i] = acc[i];
+    }
+  }
+}
+
+// ga_m += g_m x_m^T for one row.
+template <int BS>
+inline void add_outer_row(const float* gr, const float* x, float* ga, int64_t M, int bs) {
+  if constexpr (is_lane_width(BS)) {
+    using L = Lanes<BS>;
+    for (int64_t m = 0; m < M; ++m, gr += BS, x += BS, ga += BS * BS) {
+      const typename L::type xv = L::load(x);
+      for (int i = 0; i < BS; ++i) L::store(ga + i * BS, L::load(ga + i * BS) + gr[i] * xv);
+    }
+  } else {
+    for (int64_t m = 0; m < M; ++m, gr += bs, x += bs, ga += bs * bs)
+      for (int i = 0; i < bs; ++i) {
+        const float gi = gr[i];
+        for (int j = 0; j < bs; ++j) ga[i * bs + j] += gi * x[j];
+      }
+  }
+}
+
+// BS > 0: the block size is a compile-time constant (unrolled, vectorised); BS == 0: any size up to 32.
+template <int BS>
+void rotate_rows(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
+  const int bs = BS > 0 ? BS : g.bs;
+  const float* xp = x.data_ptr<float>();
+  const float* ap = a.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2);
+  const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2);
+  // Row-major over x: each (b, h, n) row of D floats is read once, contiguously, with the row's M matrices
+  // (M b^2 floats, a few KB) hot in L1 across the rows a rotation row covers.
+  at::parallel_for(0, g.Bp * g.Hp * g.N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r % g.N, hp = (r / g.N) % g.Hp, bp = r / (g.N * g.Hp);
+      const float* ar = ap + r * g.M * bs * bs;
+      for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
+        rotate_row<BS>(ar, xp + b * xs0 + h * xs1 + n * xs2, op + b * os0 + h * os1 + n * os2, g.M, bs);
+      });
+    }
+  });
+}
+
+template <int BS>
+void outer_sums(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga, const Geometry& g) {
+  const int bs = BS > 0 ? BS : g.bs;
+  const float* gp = gr.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
+  float* gap = ga.data_ptr<float>();
+  const int64_t gs0 = gr.stride(0), gs1 = gr.stride(1), gs2 = gr.stride(2);
+  const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2);
+  at::parallel_for(0, g.Bp * g.Hp * g.N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r % g.N, hp = (r / g.N) % g.Hp, bp = r / (g.N * g.Hp);
+      // The sums go straight into ga's M matrices of this row (a few KB, hot in L1), x and g read row by row.
+      float* __restrict__ gar = gap + r * g.M * bs * bs;
+      for (int64_t e = 0; e < g.M * bs * bs; ++e) gar[e] = 0.f;
+      for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
+        add_outer_row<BS>(gp + b * gs0 + h * gs1 + n * gs2, xp + b * xs0 + h * xs1 + n * xs2, gar, g.M, bs);
+      });
+    }
+  });
+}
+
+template <template <int> class Kernel, typename... Args>
+void by_block_size(int bs, Args&&... args) {
+  switch (bs) {
+    case 3: Kernel<3>::run(args...); break;
+    case 4: Kernel<4>::run(args...); break;
+    case 6: Kernel<6>::run(args...); break;
+    case 8: Kernel<8>::run(args...); break;
+    case 16: Kernel<16>::run(args...); break;
+    default: Kernel<0>::run(args...);
+  }
+}
+
+template <int BS>
+struct Rotate {
+  static void run(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
+    rotate_rows<BS>(x, a, out, g);
+  }
+};
+
+template <int BS>
+struct OuterSums {
+  static void run(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga, const Geometry& g) {
+    outer_sums<BS>(gr, x, ga, g);
+  }
+};
+
+void rotate_blocks(const at::Tensor& x, const at::Tensor& a_transposed, const at::Tensor& out) {
+  const Geometry g = geometry(x, a_transposed);
+  TORCH_CHECK(out.sizes() == x.sizes() && out.stride(3) == 1 && out.scalar_type() == at::kFloat,
+              "liere block kernel: out must be shaped like x, float32, last stride 1");
+  by_block_size<Rotate>(g.bs, x, a_transposed, out, g);
+}
+
+void block_outer_sums(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& ga) {
+  const Geometry g = geometry(x, ga);
+  TORCH_CHECK(grad.sizes() == x.sizes() && grad.stride(3) == 1 && grad.scalar_type() == at::kFloat,
+              "liere block kernel: grad must be shaped like x, float32, last stride 1");
+  by_block_size<OuterSums>(g.bs, grad, x, ga, g);
+}
+
+// ----- exponentials of skew-symmetric matrices ------------------------------------------------------------
+// Constants as in expm.py: degree-12 Taylor polynomial of B = A / 2^s with rho(B) <= theta (1.5 in float32,
+// 0.25 in float64); a float32 matrix needing more than 8 squarings runs in float64; float32 results after 6
+// or more squarings get one Newton-Schulz step back onto the orthogonal group.
+constexpr int kMaxExpm = 16;
+constexpr int kMaxSquarings = 64;
+constexpr int kMaxSquaringsF32 = 8;
+constexpr int kPolishFrom = 6;
+
+template <typename T>
+struct Taylor {
+  static constexpr T c[13] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                              1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
+};
+
+// n x n row-major matrices. N > 0: n known at compile time (inner loops unrolled and vectorised).
+template <typename T, int N>
+struct Mat {
+  int n;
+  inline int dim() const { return N > 0 ? N : n; }
+  // c = a b (+ c when accumulate); c must not overlap a or b. Each row of c is summed in a local array,
+  // which the compiler keeps in registers when n is a compile-time constant.
+  inline void mm(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c, bool accumulate = false) const {
+    const int d = dim();
+    T acc[N > 0 ? N : kMaxExpm];
+    for (int i = 0; i < d; ++i) {
+      for (int j = 0; j < d; ++j) acc[j] = accumulate ? c[i * d + j] : T(0);
+      for (int k = 0; k < d; ++k) {
+        const T aik = a[i * d + k];
+        const T* __restrict__ bk = b + k * d;
+        for (int j = 0; j < d; ++j) acc[j] += aik * bk[j];
+      }
+      for (int j = 0; j < d; ++j) c[i * d + j] = acc[j];
+    }
+  }
+  inline void transpose(const T* a, T* at) const {
+    const int d = dim();
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < d; ++j) at[j * d + i] = a[i * d + j];
+  }
+  inline T norm1(const T* a) const {  // max column sum
+    const int d = dim();
+    T best = 0;
+    for (int j = 0; j < d; ++j) {
+      T sum = 0;
+      for (int i = 0; i < d; ++i) sum += std::abs(a[i * d + j]);
+      best = std::max(best, sum);
+    }
+    return best;
+  }
+};
+
+// Everything one matrix's exponential keeps for its backward, in the precision it ran in.
+template <typename T>
+struct ExpmWork {
+  T b[kMaxExpm * kMaxExpm], b2[kMaxExpm * kMaxExpm], b3[kMaxExpm * kMaxExpm], b4[kMaxExpm * kMaxExpm];
+  T inner[kMaxExpm * kMaxExpm], mid[kMaxExpm * kMaxExpm], x[kMaxExpm * kMaxExpm];
+  T t0[kMaxExpm * kMaxExpm], t1[kMaxExpm * kMaxExpm], t2[kMaxExpm * kMaxExpm];
+  T squares[kMaxSquarings][kMaxExpm * kMaxExpm];  // the input of each squaring
+  int s;
+};
+
+// Squaring count from the 1-norm, as expm.py's _num_squarings (NaN: none).
+template <typename T>
+inline int squarings_from(T norm1, T theta) {
+  const T v = std::ceil(std::log2(std::max(norm1, T(1e-30)) / theta));
+  if (!(v == v)) return 0;
+  return static_cast<int>(std::min(std::max(v, T(0)), T(kMaxSquarings)));
+}
+
+// exp(a) into w.x, keeping what the backward needs; `a` is read in precision S and computed in T. Returns
+// false, having computed nothing past the squaring count, for a float32 matrix that needs float64.
+template <typename T, int N, typename S>
+bool expm_one(const S* a, int n, ExpmWork<T>& w) {
+  const Mat<T, N> m{n};
+  const int d = m.dim(), nn = d * d;
+  const T theta = std::is_same<T, float>::value ? T(1.5) : T(0.25);
+  const auto& c = Taylor<T>::c;
+  for (int e = 0; e < nn; ++e) w.t0[e] = static_cast<T>(a[e]);
+  int s = squarings_from(m.norm1(w.t0), theta);
+  // Scale, then tighten the bound with |B^4|_1^(1/4) and give back the squarings it makes unnecessary.
+  const T down = std::exp2(T(-s));
+  for (int e = 0; e < nn; ++e) w.b[e] = w.t0[e] * down;
+  m.mm(w.b, w.b, w.b2);
+  m.mm(w.b2, w.b2, w.b4);
+  const T rho = std::pow(std::max(m.norm1(w.b4), T(1e-30)), T(0.25));
+  T kf = std::floor(std::log2(theta / rho));
+  int k = (kf == kf) ? static_cast<int>(std::min(std::max(kf, T(0)), T(s))) : 0;
+  s -= k;
+  w.s = s;
+  if (std::is_same<T, float>::value && s > kMaxSquaringsF32) return false;
+  if (k) {
+    const T up = std::exp2(T(k)), up2 = up * up, up4 = up2 * up2;
+    for (int e = 0; e < nn; ++e) {
+      w.b[e] *= up;
+      w.b2[e] *= up2;
+      w.b4[e] *= up4;
+    }
+  }
+  m.mm(w.b2, w.b, w.b3);
+  for (int e = 0; e < nn; ++e) {
+    w.inner[e] = c[12] * w.b4[e] + c[11] * w.b3[e] + c[10] * w.b2[e] + c[9] * w.b[e];
+    w.mid[e] = c[7] * w.b3[e] + c[6] * w.b2[e] + c[5] * w.b[e];
+    w.x[e] = c[3] * w.b3[e] + c[2] * w.b2[e] + w.b[e];
+  }
+  for (int i = 0; i < d; ++i) {
+    w.inner[i * d + i] += c[8];
+    w.mid[i * d + i] += c[4];
+    w.x[i * d + i] += T(1);
+  }
+  m.mm(w.b4, w.inner, w.mid, true);
+  m.mm(w.b4, w.mid, w.x, true);
+  for (int i = 0; i < s; ++i) {
+    for (int e = 0; e < nn; ++e) w.squares[i][e] = w.x[e];
+    m.mm(w.squares[i], w.squares[i], w.x);
+  }
+  return true;
+}
+
+// One Newton-Schulz step, x <- x (3 I - x^T x) / 2, for float32 results after 6 or more squarings.
+template <typename T, int N>
+void polish(ExpmWork<T>& w, int n) {
+  if (!std::is_same<T, float>::value || w.s < kPolishFrom) return;
+  const Mat<T, N> m{n};
+  const int nn = m.dim() * m.dim();
+  m.transpose(w.x, w.t1);
+  m.mm(w.t1, w.x, w.t2);
+  m.mm(w.x, w.t2, w.t1);
+  for (int e = 0; e < nn; ++e) w.x[e] = T(1.5) * w.x[e] - T(0.5) * w.t1[e];
+}
+
+// Reverse mode through the squarings and the polynomial (expm.py's _expm_chunk_backward); g in w.t0 on
+// entry, d/da (= g_b 2^-s) written to out.
+template <typename T, int N>
+void expm_one_backward(ExpmWork<T>& w, int n, float* out) {
+  const Mat<T, N> m{n};
+  const int d = m.dim(), nn = d * d;
+  const auto& c = Taylor<T>::c;
+  T* g = w.t0;
+  T xt[kMaxExpm * kMaxExpm], step[kMaxExpm * kMaxExpm];
+  for (int i = w.s - 1; i >= 0; --i) {  // through x <- x x: g <- g x^T + x^T g
+    m.transpose(w.squares[i], xt);
+    m.mm(g, xt, step);
+    m.mm(xt, g, step, true);
+    for (int e = 0; e < nn; ++e) g[e] = step[e];
+  }
+  T b4t[kMaxExpm * kMaxExpm], b2t[kMaxExpm * kMaxExpm], bt[kMaxExpm * kMaxExpm];
+  T g_mid[kMaxExpm * kMaxExpm], g_inner[kMaxExpm * kMaxExpm], g_b4[kMaxExpm * kMaxExpm];
+  T g_b3[kMaxExpm * kMaxExpm], g_b2[kMaxExpm * kMaxExpm], g_b[kMaxExpm * kMaxExpm];
+  m.transpose(w.b4, b4t);
+  m.transpose(w.b2, b2t);
+  m.transpose(w.b, bt);
+  m.mm(b4t, g, g_mid);
+  m.mm(b4t, g_mid, g_inner);
+  T midt[kMaxExpm * kMaxExpm], innert[kMaxExpm * kMaxExpm];
+  m.transpose(w.mid, midt);
+  m.transpose(w.inner, innert);
+  m.mm(g, midt, g_b4);
+  m.mm(g_mid, innert, g_b4, true);
+  for (int e = 0; e < nn; ++e) {
+    g_b4[e] += c[12] * g_inner[e];
+    g_b3[e] = c[3] * g[e] + c[7] * g_mid[e] + c[11] * g_inner[e];
+    g_b2[e] = c[2] * g[e] + c[6] * g_mid[e] + c[10] * g_inner[e];
+    g_b[e] = g[e] + c[5] * g_mid[e] + c[9] * g_inner[e];
+  }
+  m.mm(g_b4, b2t, g_b2, true);
+  m.mm(b2t, g_b4, g_b2, true);
+  m.mm(g_b3, bt, g_b2, true);
+  m.mm(b2t, g_b3, g_b, true);
+  m.mm(g_b2, bt, g_b, true);
+  m.mm(bt, g_b2, g_b, true);
+  const T down = std::exp2(T(-w.s));
+  for (int e = 0; e < nn; ++e) out[e] = static_cast<float>(g_b[e] * down);
+}
+
+template <int N>
+void expm_rows(const at::Tensor& a, const at::Tensor* grad, const at::Tensor& out) {
+  const int n = static_cast<int>(a.size(-1)), nn = n * n;
+  const float* ap = a.data_ptr<float>();
+  const float* gp = grad ? grad->data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  const int64_t rows = a.size(0);
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    auto wf = std::make_unique<ExpmWork<float>>();
+    std::unique_ptr<ExpmWork<double>> wd;
+    for (int64_t r = begin; r < end; ++r) {
+      const float* ar = ap + r * nn;
+      float* orow = op + r * nn;
+      if (expm_one<float, N, float>(ar, n, *wf)) {
+        if (!gp) {
+          polish<float, N>(*wf, n);
+          for (int e = 0; e < nn; ++e) orow[e] = wf->x[e];
+        } else {
+          for (int e = 0; e < nn; ++e) wf->t0[e] = gp[r * nn + e];
+          expm_one_backward<float, N>(*wf, n, orow);
+        }
+        continue;
+      }
+      if (!wd) wd = std::make_unique<ExpmWork<double>>();
+      expm_one<double, N, float>(ar, n, *wd);
+      if (!gp) {
+        for (int e = 0; e < nn; ++e) orow[e] = static_cast<float>(wd->x[e]);
+      } else {
+        for (int e = 0; e < nn; ++e) wd->t0[e] = gp[r * nn + e];
+        expm_one_backward<double, N>(*wd, n, orow);
+      }
+    }
+  });
+}
+
+void check_expm_input(const at::Tensor& a) {
+  TORCH_CHECK(a.dim() == 3 && a.size(1) == a.size(2) && a.size(1) >= 1 && a.size(1) <= kMaxExpm,
+              "liere expm kernel: expected (rows, n, n) with n <= 16");
+  TORCH_CHECK(a.scalar_type() == at::kFloat && a.is_contiguous(), "liere expm kernel: float32, contiguous");
+}
+
+at::Tensor skew_expm(const at::Tensor& a) {
+  check_expm_input(a);
+  auto out = at::empty_like(a);
+  switch (a.size(1)) {
+    case 8: expm_rows<8>(a, nullptr, out); break;
+    case 16: expm_rows<16>(a, nullptr, out); break;
+    default: expm_rows<0>(a, nullptr, out);
+  }
+  return out;
+}
+
+at::Tensor skew_expm_backward(const at::Tensor& a, const at::Tensor& grad) {
+  check_expm_input(a);
+  TORCH_CHECK(grad.sizes() == a.sizes() && grad.scalar_type() == at::kFloat && grad.is_contiguous(),
+              "liere expm kernel: grad must be shaped like a, float32, contiguous");
+  auto out = at::empty_like(a);
+  switch (a.size(1)) {
+    case 8: expm_rows<8>(a, &grad, out); break;
+    case 16: expm_rows<16>(a, &grad, out); break;
+    default: expm_rows<0>(a, &grad, out);
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(liere_cpu_v1, m) {
+  m.def("rotate_blocks(Tensor x, Tensor a_transposed, Tensor(a!) out) -> ()", &rotate_blocks);
+  m.def("block_outer_sums(Tensor grad, Tensor x, Tensor(a!) ga) -> ()", &block_outer_sums);
+  m.def("skew_expm(Tensor a) -> Tensor", &skew_expm);
+  m.def("skew_expm_backward(Tensor a, Tensor grad) -> Tensor", &skew_expm_backward);
+}

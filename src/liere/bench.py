@@ -457,18 +457,18 @@ def _step_peak(model, opt, x, y, device) -> int:
 
 
 COMPILED = " compiled"
-PACKED = " packed"  # the same row with the CPU block kernel off: the packed bmm it replaced
+NO_KERNEL = " no-kernel"  # the same row with liere's CPU kernels off: the torch ops they replaced
 
 
-def packed_rows(rows: list) -> list:
-    """The rows that rotate by blocks the CPU kernel handles, relabelled to run with it off."""
-    return [(label + PACKED, method, b, share) for label, method, b, share in rows if b is not None and b <= 32]
+def no_kernel_rows(rows: list) -> list:
+    """The rows that rotate by blocks (the CPU kernels' work), relabelled to run with the kernels off."""
+    return [(label + NO_KERNEL, method, b, share) for label, method, b, share in rows if b is not None and b <= 32]
 
 
 def _kernel_setting(label: str):
     from .ops import cpu_kernel
 
-    return cpu_kernel.enabled(not label.endswith(PACKED))
+    return cpu_kernel.enabled(not label.endswith(NO_KERNEL))
 
 
 def round_order(labels: list, rnd: int) -> list:
@@ -500,7 +500,7 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
 
     With ``compile``, every row also runs as ``torch.compile(model)`` (inductor), labelled "... compiled";
     its first step at each batch size (the compilation) is reported as ``compile_s`` and not timed. A row
-    labelled "... packed" runs with the CPU block kernel off (``packed_rows``)."""
+    labelled "... no-kernel" runs with liere's CPU kernels off (``no_kernel_rows``)."""
     from .ops import cpu_kernel
 
     device = torch.device(device)
@@ -611,7 +611,7 @@ def parse_args(argv=None):
                    help="override the case's batch size (step: one or more, default 32 128)")
     p.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
                    help="step: only these rows (labels as printed, e.g. 'liere b=8'; rope_mixed is always kept); "
-                        "'<row> packed' runs a block row with the CPU kernel off, e.g. 'liere b=8 packed'")
+                        "'<row> no-kernel' runs a block row with liere's CPU kernels off, e.g. 'liere b=8 no-kernel'")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -653,7 +653,7 @@ def main(argv=None) -> int:
                 case = replace(case, batches=tuple(args.batch))
             rows = STEP_ROWS
             if args.methods:
-                candidates = STEP_ROWS + packed_rows(STEP_ROWS)
+                candidates = STEP_ROWS + no_kernel_rows(STEP_ROWS)
                 known = [r[0] for r in candidates]
                 unknown = [m for m in args.methods if m not in known]
                 if unknown:

@@ -61,22 +61,22 @@ def test_step_case_methods_filter(capsys):
         bench.main(["--case", "step", "--tiny", "--methods", "nope"])
 
 
-def test_step_case_packed_rows_run_with_the_kernel_off(capsys, monkeypatch):
-    """'<row> packed' is the same row with the CPU block kernel off; rows without blocks have no such variant."""
+def test_step_case_no_kernel_rows_run_with_the_kernels_off(capsys, monkeypatch):
+    """'<row> no-kernel' is the same row with the CPU kernels off; rows without blocks have no such variant."""
     from liere.ops import cpu_kernel
 
     seen = []
     real = bench._train_step
     monkeypatch.setattr(bench, "_train_step", lambda *a: seen.append(cpu_kernel._state["override"]) or real(*a))
     assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--no-memory",
-                       "--batch", "3", "--methods", "liere b=8", "liere b=8 packed"]) == 0
+                       "--batch", "3", "--methods", "liere b=8", "liere b=8 no-kernel"]) == 0
     out = capsys.readouterr().out
     rows = [line.split("  ")[0] for line in out.splitlines()[3:] if line.startswith(("rope", "liere"))]
-    assert rows == ["rope_mixed", "liere b=8", "liere b=8 packed"]
-    assert sorted(seen, key=str) == [False, None, None]  # one step each; only the packed row turned the kernel off
+    assert rows == ["rope_mixed", "liere b=8", "liere b=8 no-kernel"]
+    assert sorted(seen, key=str) == [False, None, None]  # one step each; only the no-kernel row turned the kernels off
     assert "CPU block kernel: " in out
     with pytest.raises(SystemExit, match="unknown row"):
-        bench.main(["--case", "step", "--tiny", "--methods", "rope_axial packed"])
+        bench.main(["--case", "step", "--tiny", "--methods", "rope_axial no-kernel"])
 
 
 def test_paired_ratio_cancels_drift_between_rounds():

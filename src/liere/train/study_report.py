@@ -340,8 +340,11 @@ def render_study(results: dict, out: str | Path, console=None) -> dict:
           f"**Claim.** {meta['claim'].strip()}", ""]
     if meta.get("source"):
         md += [f"**Source.** {meta['source'].strip()}", ""]
-    md += [f"**Runs.** {meta.get('runs_done', len(results['runs']))} of {meta.get('runs_planned', '?')} finished; "
-           f"seeds {', '.join(map(str, seeds))}; mean ± std over seeds. Wall time so far {wall:.0f} min."
+    done, planned = meta.get("runs_done", len(results["runs"])), meta.get("runs_planned", "?")
+    # wall_time adds up every session that ran part of the study (a resumed study keeps the earlier time).
+    wall_text = f"Wall time {wall:.0f} min" if done == planned else f"Wall time so far {wall:.0f} min"
+    md += [f"**Runs.** {done} of {planned} finished; "
+           f"seeds {', '.join(map(str, seeds))}; mean ± std over seeds. {wall_text} (all sessions)."
            + (" SMOKE version: tiny budget, not evidence." if meta.get("smoke") else ""), ""]
     if meta.get("command"):
         md += [f"**Command.** `{meta['command']}`", ""]

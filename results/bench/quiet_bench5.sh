@@ -1,5 +1,5 @@
 #!/bin/bash
-# After the CPU kernels (block apply 30bd20a, small exponentials 977d490), nothing else running: the op table
+# After the CPU kernels (block apply 30bd20a, 8x8 and 16x16 exponentials 977d490 + the next commit), nothing else running: the op table
 # twice, then the whole step at batch 32 (with peak memory) and 128, the block rows also with the kernels off
 # ('... no-kernel': the torch ops they replace) in the same interleaved rounds; then the apply alone for 3x3
 # and 8x8 blocks.

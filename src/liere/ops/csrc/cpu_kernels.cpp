@@ -112,46 +112,43 @@ inline void add_outer_row(const float* gr, const float* x, float* ga, int64_t M,
   }
 }
 
+// Calls f(r, u_row, v_row) for every rotation row r = (bp, hp, n) and every (b, h, n) row of the logical
+// (B, H, N, D) views u and v that r covers, in parallel over r: each r owns its matrices (and their
+// gradient), so no two threads write the same place. Row-major over u and v: each row of D floats is read
+// once, contiguously, with r's M matrices (M b^2 floats, a few KB) hot in L1 across the rows it covers.
+template <typename F>
+void over_rows(const Geometry& g, const at::Tensor& u, const at::Tensor& v, F&& f) {
+  float* up = u.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  const int64_t us0 = u.stride(0), us1 = u.stride(1), us2 = u.stride(2);
+  const int64_t vs0 = v.stride(0), vs1 = v.stride(1), vs2 = v.stride(2);
+  at::parallel_for(0, g.Bp * g.Hp * g.N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r % g.N, hp = (r / g.N) % g.Hp, bp = r / (g.N * g.Hp);
+      for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
+        f(r, up + b * us0 + h * us1 + n * us2, vp + b * vs0 + h * vs1 + n * vs2);
+      });
+    }
+  });
+}
+
 // BS > 0: the block size is a compile-time constant (unrolled, vectorised); BS == 0: any size up to 32.
 template <int BS>
 void rotate_rows(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
   const int bs = BS > 0 ? BS : g.bs;
-  const float* xp = x.data_ptr<float>();
   const float* ap = a.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2);
-  const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2);
-  // Row-major over x: each (b, h, n) row of D floats is read once, contiguously, with the row's M matrices
-  // (M b^2 floats, a few KB) hot in L1 across the rows a rotation row covers.
-  at::parallel_for(0, g.Bp * g.Hp * g.N, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r % g.N, hp = (r / g.N) % g.Hp, bp = r / (g.N * g.Hp);
-      const float* ar = ap + r * g.M * bs * bs;
-      for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
-        rotate_row<BS>(ar, xp + b * xs0 + h * xs1 + n * xs2, op + b * os0 + h * os1 + n * os2, g.M, bs);
-      });
-    }
+  over_rows(g, x, out, [&](int64_t r, const float* xrow, float* orow) {
+    rotate_row<BS>(ap + r * g.M * bs * bs, xrow, orow, g.M, bs);
   });
 }
 
 template <int BS>
 void outer_sums(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga, const Geometry& g) {
   const int bs = BS > 0 ? BS : g.bs;
-  const float* gp = gr.data_ptr<float>();
-  const float* xp = x.data_ptr<float>();
   float* gap = ga.data_ptr<float>();
-  const int64_t gs0 = gr.stride(0), gs1 = gr.stride(1), gs2 = gr.stride(2);
-  const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2);
-  at::parallel_for(0, g.Bp * g.Hp * g.N, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r % g.N, hp = (r / g.N) % g.Hp, bp = r / (g.N * g.Hp);
-      // The sums go straight into ga's M matrices of this row (a few KB, hot in L1), x and g read row by row.
-      float* __restrict__ gar = gap + r * g.M * bs * bs;
-      for (int64_t e = 0; e < g.M * bs * bs; ++e) gar[e] = 0.f;
-      for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
-        add_outer_row<BS>(gp + b * gs0 + h * gs1 + n * gs2, xp + b * xs0 + h * xs1 + n * xs2, gar, g.M, bs);
-      });
-    }
+  ga.zero_();
+  over_rows(g, gr, x, [&](int64_t r, const float* grow, const float* xrow) {
+    add_outer_row<BS>(grow, xrow, gap + r * g.M * bs * bs, g.M, bs);
   });
 }
 

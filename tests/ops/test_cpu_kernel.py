@@ -243,3 +243,20 @@ def test_expm_second_derivative_matches_float64_matrix_exp(size):
         with cpu_kernel.enabled(on):
             got = penalty(u.float().requires_grad_(), skew_expm)
         torch.testing.assert_close(got.double(), want, atol=1e-3, rtol=1e-3)
+
+
+def test_a_damaged_cached_build_is_rebuilt(tmp_path):
+    """A cached library that does not load (damaged, or built against another torch in place) is built again."""
+    if shutil.which(os.environ.get("CXX") or "c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here")
+    code = """
+        from liere.ops import cpu_kernel
+        path = cpu_kernel._library_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not a shared library")
+        print("STATUS", cpu_kernel.status())
+    """
+    done = _run_python(code, LIERE_CACHE_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "STATUS on, built at" in done.stdout
+    assert [p.stat().st_size > 1000 for p in tmp_path.rglob("*.so")] == [True]

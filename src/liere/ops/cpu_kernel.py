@@ -114,9 +114,18 @@ def _load() -> bool:
             return False
         try:
             path = _library_path()
-            if not path.exists():
+            built = not path.exists()
+            if built:
                 _compile(path)
-            torch.ops.load_library(str(path))
+            try:
+                torch.ops.load_library(str(path))
+            except OSError:
+                if built:
+                    raise
+                # A cached build that no longer loads (a torch upgrade in place, a damaged file): build again.
+                path.unlink(missing_ok=True)
+                _compile(path)
+                torch.ops.load_library(str(path))
             _state.update(loaded=True, reason=f"built at {path}")
         except Exception as exc:  # any failure leaves the packed bmm, which computes the same rotation
             _state.update(loaded=False, reason=f"not built ({exc})")

@@ -166,6 +166,10 @@ def test_a_failing_compiler_warns_once_and_falls_back(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "STATUS off, not built (false failed" in done.stdout
     assert "WARNINGS 1" in done.stdout
+    # The failure is remembered: the next process does not try the same compiler again, and says how to retry.
+    again = _run_python(_APPLY_AND_CHECK, CXX=false, LIERE_CACHE_DIR=str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert "an earlier build failed; delete" in again.stdout and "WARNINGS 1" in again.stdout
 
 
 @needs_kernel

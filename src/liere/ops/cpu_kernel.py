@@ -66,7 +66,7 @@ def _build_flags() -> list[str]:
     from torch.utils.cpp_extension import include_paths, library_paths
 
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+    flags = ["-O3", "-shared", "-fPIC", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
     flags += [f"-I{p}" for p in include_paths()]
     lib = library_paths()[0]
     flags += [f"-L{lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{lib}"]
@@ -91,18 +91,42 @@ def _compile(target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        errors = ""
-        for arch in (["-march=native"], []):  # some compilers (older clang on arm64) reject -march=native
-            done = subprocess.run([cxx, *arch, str(_SOURCE), "-o", tmp, *_build_flags()],
-                                  capture_output=True, text=True)
-            if done.returncode == 0:
-                os.replace(tmp, target)
-                return
-            errors = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        raise RuntimeError(f"{Path(cxx).name} failed: {errors[0]}")
+        errors = []
+        # torch >= 2.14's headers need C++20, older compilers may lack it; some compilers (older clang on
+        # arm64) reject -march=native. The first combination that builds wins.
+        for std in ("-std=c++20", "-std=c++17"):
+            for arch in (["-march=native"], []):
+                done = subprocess.run([cxx, std, *arch, str(_SOURCE), "-o", tmp, *_build_flags()],
+                                      capture_output=True, text=True)
+                if done.returncode == 0:
+                    os.replace(tmp, target)
+                    return
+                lines = done.stderr.strip().splitlines()
+                errors.append(next((ln for ln in lines if "error" in ln), lines[-1] if lines else
+                                   f"exit code {done.returncode}"))
+        raise RuntimeError(f"{Path(cxx).name} failed: {errors[0].strip()}")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _compile_once(target: Path) -> None:
+    """_compile, remembering a failure beside the target, so that later processes (a study's workers, every
+    test) do not spend the same seconds failing again; a different compiler (CXX) tries again."""
+    marker = target.with_suffix(".failed")
+    cxx = str(_compiler())
+    if marker.exists():
+        tried, _, error = marker.read_text().partition("\n")
+        if tried == cxx:
+            raise RuntimeError(f"{error} (an earlier build failed; delete {marker} to try again)")
+    try:
+        _compile(target)
+    except RuntimeError as exc:
+        try:
+            marker.write_text(f"{cxx}\n{exc}")
+        except OSError:
+            pass
+        raise
 
 
 def _load() -> bool:
@@ -116,7 +140,7 @@ def _load() -> bool:
             path = _library_path()
             built = not path.exists()
             if built:
-                _compile(path)
+                _compile_once(path)
             try:
                 torch.ops.load_library(str(path))
             except OSError:

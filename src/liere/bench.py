@@ -588,7 +588,7 @@ def format_step(result: dict) -> str:
         lines.append(f"target {t['row']} at batch {t['batch']} <= {t['limit']} x rope_mixed: {t['ratio']:.2f}{paired}  "
                      f"{'met' if t['met'] else 'MISSED'}")
     if result.get("cpu_kernel"):
-        lines.append(f"CPU block kernel: {result['cpu_kernel']}")
+        lines.append(f"CPU kernels: {result['cpu_kernel']}")
     return "\n".join(lines)
 
 

@@ -55,7 +55,7 @@ def test_step_case_methods_filter(capsys):
     assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--no-memory",
                        "--batch", "3", "--methods", "liere b=8"]) == 0
     lines = [line.split()[0] for line in capsys.readouterr().out.splitlines()[3:]
-             if line and not line.startswith(("target", "CPU block kernel"))]
+             if line and not line.startswith(("target", "CPU kernels"))]
     assert lines == ["rope_mixed", "liere"]
     with pytest.raises(SystemExit):
         bench.main(["--case", "step", "--tiny", "--methods", "nope"])
@@ -74,7 +74,7 @@ def test_step_case_no_kernel_rows_run_with_the_kernels_off(capsys, monkeypatch):
     rows = [line.split("  ")[0] for line in out.splitlines()[3:] if line.startswith(("rope", "liere"))]
     assert rows == ["rope_mixed", "liere b=8", "liere b=8 no-kernel"]
     assert sorted(seen, key=str) == [False, None, None]  # one step each; only the no-kernel row turned the kernels off
-    assert "CPU block kernel: " in out
+    assert "CPU kernels: " in out
     with pytest.raises(SystemExit, match="unknown row"):
         bench.main(["--case", "step", "--tiny", "--methods", "rope_axial no-kernel"])
 

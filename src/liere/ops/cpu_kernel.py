@@ -2,17 +2,19 @@
 
 Eager PyTorch has no one-pass way to multiply every b-channel block of q and k
 by its own small matrix: the packed ``bmm`` in ``apply.py`` copies q and k into
-a buffer and back (five passes over them forward, ten backward). The kernel
-reads each input once and writes each output once, so a block rotation costs
-about what RoPE-Mixed's complex multiply costs.
+a buffer and back (five passes over them forward, ten backward). The rotation
+kernel reads each input once and writes each output once. The exponential
+kernel runs ``expm.py``'s algorithm on one 8x8 or 16x16 matrix at a time in
+vector registers, where the torch path makes a pass over the whole batch per
+operation.
 
-It is compiled with the C++ compiler on the PATH (``$CXX``, else ``c++``,
+They are compiled with the C++ compiler on the PATH (``$CXX``, else ``c++``,
 ``g++`` or ``clang++``) against the installed torch, about 10 s, and cached
 under ``$LIERE_CACHE_DIR`` (default ``~/.cache/liere``) keyed by the source,
 the torch version and the CPU, so a cluster of mixed machines never loads a
 build for another instruction set. Where no compiler works, a warning says so
-once and the packed ``bmm`` runs instead: results are the same up to rounding.
-``LIERE_CPU_KERNEL=0`` turns the kernel off.
+once and the torch ops run instead: results are the same up to rounding.
+``LIERE_CPU_KERNEL=0`` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -148,25 +150,25 @@ def _load() -> bool:
                     raise
                 # A cached build that no longer loads (a torch upgrade in place, a damaged file): build again.
                 path.unlink(missing_ok=True)
-                _compile(path)
+                _compile_once(path)
                 torch.ops.load_library(str(path))
             _state.update(loaded=True, reason=f"built at {path}")
-        except Exception as exc:  # any failure leaves the packed bmm, which computes the same rotation
+        except Exception as exc:  # any failure leaves the torch ops, which compute the same results
             _state.update(loaded=False, reason=f"not built ({exc})")
-            warnings.warn(f"liere: the CPU block-rotation kernel is unavailable, using the packed bmm instead: "
+            warnings.warn(f"liere: the CPU kernels are unavailable, using torch ops instead (slower, same results): "
                           f"{_state['reason']}", RuntimeWarning, stacklevel=3)
         return _state["loaded"]
 
 
 def available() -> bool:
-    """Whether the kernel is built and loaded (building it on the first call) and not switched off."""
+    """Whether the kernels are built and loaded (building them on the first call) and not switched off."""
     if _state["override"] is False:
         return False
     return _load()
 
 
 def status() -> str:
-    """One line: whether the kernel runs, and why not."""
+    """One line: whether the kernels run, and why not."""
     on = available()
     if _state["override"] is False:
         return "off (liere.ops.cpu_kernel.enabled(False))"
@@ -174,7 +176,7 @@ def status() -> str:
 
 
 class enabled:
-    """Context manager that switches the kernel on or off in this process (benchmarks compare the two)."""
+    """Context manager that switches the kernels on or off in this process (benchmarks compare the two)."""
 
     def __init__(self, on: bool):
         self.on = bool(on)

@@ -93,12 +93,12 @@ def _compile(target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        errors = []
+        errors, flags = [], _build_flags()
         # torch >= 2.14's headers need C++20, older compilers may lack it; some compilers (older clang on
         # arm64) reject -march=native. The first combination that builds wins.
         for std in ("-std=c++20", "-std=c++17"):
             for arch in (["-march=native"], []):
-                done = subprocess.run([cxx, std, *arch, str(_SOURCE), "-o", tmp, *_build_flags()],
+                done = subprocess.run([cxx, std, *arch, str(_SOURCE), "-o", tmp, *flags],
                                       capture_output=True, text=True)
                 if done.returncode == 0:
                     os.replace(tmp, target)
@@ -258,11 +258,12 @@ class _KernelBlockRotate(torch.autograd.Function):
 
 
 def _reference(x: Tensor, blocks: Tensor, layout: str) -> Tensor:
-    """R x with differentiable torch ops in float32; leftover channels pass through."""
+    """R x with differentiable torch ops in float32 (apply.py's traceable form); leftover channels pass through."""
+    from .apply import _blocks  # apply.py imports this module
+
     xv = _logical(x, layout).to(torch.float32)
-    m, b = blocks.shape[-3], blocks.shape[-1]
-    out = (blocks.to(torch.float32) @ xv[..., : m * b].unflatten(-1, (m, b)).unsqueeze(-1)).squeeze(-1).flatten(-2)
-    return _logical(torch.cat((out, xv[..., m * b :]), -1), layout)
+    rotated = blocks.shape[-3] * blocks.shape[-1]
+    return _logical(torch.cat((_blocks(xv, blocks.to(torch.float32)), xv[..., rotated:]), -1), layout)
 
 
 def _differentiable_backward(ctx, blocks: Tensor, xs: list[Tensor], grads):

@@ -14,6 +14,13 @@ coordinate k uses axis (z, y, x)[k mod 3]. So A_k = blockdiag_m(w_{k,m} L_{axis(
 and R(p) = prod_k exp(p_k A_k), which is not exp(sum_k p_k A_k): L_z and L_y do
 not commute. Frequencies start at theta^(-m/M) (theta = 10) on every axis.
 head_dim % 3 leftover channels are left unrotated.
+
+Each factor turns one coordinate plane (i, j) of the block by an angle t, so
+the product is built column by column without exponentials or matrix products:
+right-multiplying M by exp(t L) (L_ji = 1 = -L_ij) replaces columns i and j of
+M by (cos t M_i + sin t M_j, cos t M_j - sin t M_i). That is a handful of
+elementwise operations on the angles instead of a general 3x3 exponential
+(Rodrigues) per factor and a batched 3x3 product per coordinate.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..ops.expm import skew_expm
 from ..rotation import Rotation
 from .base import BlockEncoding, finite_float
 
@@ -36,6 +42,8 @@ AXIS_GENERATORS = torch.tensor(
     ]
 )
 _AXIS_OF_COORDINATE = (2, 1, 0)  # z (yaw), y (pitch), x (roll)
+# The plane (i, j) each axis generator turns: L[j, i] = 1 and L[i, j] = -1.
+_PLANES = tuple(tuple(int(v) for v in reversed((g == 1).nonzero()[0])) for g in AXIS_GENERATORS)
 
 
 class SphericalRoPE(BlockEncoding):
@@ -65,8 +73,42 @@ class SphericalRoPE(BlockEncoding):
 
     def _compute(self, positions: Tensor) -> Rotation:
         angles = torch.einsum("bnd,ldhm->dlbhnm", positions, self.freqs.to(positions.dtype))
-        result = None
-        for k in range(self.pos_dims):
-            factor = skew_expm(angles[k][..., None, None] * self.axis_generators[k].to(angles.dtype))
-            result = factor if result is None else result @ factor
-        return Rotation(self.head_dim, blocks=result)
+        return Rotation(self.head_dim, blocks=compose_axis_rotations(angles, self.pos_dims))
+
+
+def compose_axis_rotations(angles: Tensor, pos_dims: int) -> Tensor:
+    """prod_k exp(angles[k] L_axis(k)) as (..., 3, 3), built column by column (see the module docstring).
+
+    Entries that are still exactly 0 or 1 stay Python numbers until the end, so the first factor costs
+    nothing but its cosine and sine.
+    """
+    m = [[1.0 if r == c else 0.0 for c in range(3)] for r in range(3)]
+    for k in range(pos_dims):
+        i, j = _PLANES[_AXIS_OF_COORDINATE[k % 3]]
+        cos, sin = torch.cos(angles[k]), torch.sin(angles[k])
+        for row in m:
+            mi, mj = row[i], row[j]
+            row[i] = _add(_mul(cos, mi), _mul(sin, mj))
+            row[j] = _add(_mul(cos, mj), _neg(_mul(sin, mi)))
+    shape = angles.shape[1:]
+    entries = [e if isinstance(e, Tensor) else angles.new_full(shape, e) for row in m for e in row]
+    return torch.stack(entries, -1).unflatten(-1, (3, 3))
+
+
+def _mul(t: Tensor, e):
+    """t * e where e is a tensor or an exact 0 / 1 still held as a number."""
+    if isinstance(e, Tensor):
+        return t * e
+    return t if e == 1.0 else 0.0 if e == 0.0 else t * e
+
+
+def _add(x, y):
+    if isinstance(x, float) and x == 0.0:
+        return y
+    if isinstance(y, float) and y == 0.0:
+        return x
+    return x + y
+
+
+def _neg(x):
+    return 0.0 if isinstance(x, float) and x == 0.0 else -x

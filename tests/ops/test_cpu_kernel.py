@@ -81,15 +81,16 @@ def test_kernel_is_built_and_used_for_float32_blocks(monkeypatch):
 @needs_kernel
 @settings(max_examples=40, deadline=None)
 @given(
-    B=st.integers(1, 3), H=st.integers(1, 3), N=st.integers(1, 5),
-    b=st.sampled_from([2, 3, 4, 5, 6, 8, 16, 32]), blocks=st.integers(1, 3), extra=st.integers(0, 3),
+    B=st.integers(1, 3), H=st.integers(1, 3), N=st.integers(1, 40),
+    b=st.sampled_from([2, 3, 4, 5, 6, 8, 16, 32]), blocks=st.integers(1, 6), extra=st.integers(0, 3),
     per_sample=st.booleans(), per_head=st.booleans(), layout=st.sampled_from(["bhnd", "bnhd"]),
     seed=st.integers(0, 2**16),
 )
 def test_kernel_matches_float64_oracle_forward_and_gradients(B, H, N, b, blocks, extra, per_sample, per_head,
                                                              layout, seed):
     """Rotated q and k, d/d(qkv) and d/d(generators) in float32, for every broadcast of the rotation over
-    batch and heads, both layouts, leftover channels and block sizes with and without a vectorised path."""
+    batch and heads, both layouts, leftover channels and block sizes with and without a vectorised path;
+    N up to 40 spans several token tiles, and rotations shared by 4 or more rows take the banded form."""
     D = b * blocks + extra
     qkv, u, g = _case(B, H, N, D, b, B if per_sample else 1, H if per_head else 1, layout, seed)
     (oq, ok), (gqkv, gu) = _ours(qkv, u, g, layout)
@@ -98,6 +99,20 @@ def test_kernel_matches_float64_oracle_forward_and_gradients(B, H, N, b, blocks,
     for got, want in ((oq, rq), (ok, rk), (gqkv, rqkv), (gu, ru)):
         scale = want.abs().amax().item() + 1.0
         assert (got.double() - want).abs().max().item() <= 2e-6 * scale * max(b, 4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("b", [2, 3, 5, 6])
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+def test_banded_form_matches_float64_oracle_at_vit_shapes(b, layout):
+    """Blocks shared by the batch (images' positions), 64 channels with a leftover one for b = 3, 5, 6, 37
+    tokens (two full tiles and a partial one): the banded kernels, against the dense float64 oracle."""
+    qkv, u, g = _case(8, 3, 37, 64, b, 1, 3, layout, seed=b)
+    (oq, ok), (gqkv, gu) = _ours(qkv, u, g, layout)
+    (rq, rk), (rqkv, ru) = _oracle(qkv, u, g, layout)
+    for got, want in ((oq, rq), (ok, rk), (gqkv, rqkv), (gu, ru)):
+        scale = want.abs().amax().item() + 1.0
+        assert (got.double() - want).abs().max().item() <= 2e-6 * scale * 8
 
 
 @needs_kernel

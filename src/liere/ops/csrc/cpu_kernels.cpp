@@ -21,7 +21,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
+#include <vector>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <type_traits>
@@ -111,23 +114,40 @@ inline void add_outer_row(const float* gr, const float* x, float* ga, int64_t M,
   }
 }
 
+// Work is split into units of `tile` consecutive tokens n of one (bp, hp): each unit owns its rotation rows r
+// (and their gradient), so no two threads write the same place. Within a unit the x rows are visited (b, h)
+// by (b, h), each run of the tile's tokens contiguous in memory for (B, H, N, D) tensors: visiting one token's
+// rows across the batch instead (one row per jump of H N D floats) left every row a cache miss the hardware
+// prefetcher could not foresee (measured 7x slower than a copy). The tile's matrices stay in L1/L2 meanwhile.
+inline int64_t token_tile(const Geometry& g, int64_t bytes_per_row) {
+  return std::clamp<int64_t>((32 << 10) / std::max<int64_t>(bytes_per_row, 1), 1, 16);
+}
+
+// Runs unit(bp, hp, n0, n1, r0) for every unit in parallel; r0 is the rotation row of (bp, hp, n0).
+template <typename U>
+void for_units(const Geometry& g, int64_t tile, U&& unit) {
+  const int64_t tiles = (g.N + tile - 1) / tile;
+  at::parallel_for(0, g.Bp * g.Hp * tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t bh = i / tiles, n0 = (i % tiles) * tile;
+      unit(bh / g.Hp, bh % g.Hp, n0, std::min(g.N, n0 + tile), bh * g.N + n0);
+    }
+  });
+}
+
 // Calls f(r, u_row, v_row) for every rotation row r = (bp, hp, n) and every (b, h, n) row of the logical
-// (B, H, N, D) views u and v that r covers, in parallel over r: each r owns its matrices (and their
-// gradient), so no two threads write the same place. Row-major over u and v: each row of D floats is read
-// once, contiguously, with r's M matrices (M b^2 floats, a few KB) hot in L1 across the rows it covers.
+// (B, H, N, D) views u and v that r covers.
 template <typename F>
-void over_rows(const Geometry& g, const at::Tensor& u, const at::Tensor& v, F&& f) {
+void over_rows(const Geometry& g, int64_t tile, const at::Tensor& u, const at::Tensor& v, F&& f) {
   float* up = u.data_ptr<float>();
   float* vp = v.data_ptr<float>();
   const int64_t us0 = u.stride(0), us1 = u.stride(1), us2 = u.stride(2);
   const int64_t vs0 = v.stride(0), vs1 = v.stride(1), vs2 = v.stride(2);
-  at::parallel_for(0, g.Bp * g.Hp * g.N, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r % g.N, hp = (r / g.N) % g.Hp, bp = r / (g.N * g.Hp);
-      for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
-        f(r, up + b * us0 + h * us1 + n * us2, vp + b * vs0 + h * vs1 + n * vs2);
-      });
-    }
+  for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
+    for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
+      for (int64_t n = n0; n < n1; ++n)
+        f(r0 + (n - n0), up + b * us0 + h * us1 + n * us2, vp + b * vs0 + h * vs1 + n * vs2);
+    });
   });
 }
 
@@ -136,7 +156,7 @@ template <int BS>
 void rotate_rows(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
   const int bs = BS > 0 ? BS : g.bs;
   const float* ap = a.data_ptr<float>();
-  over_rows(g, x, out, [&](int64_t r, const float* xrow, float* orow) {
+  over_rows(g, token_tile(g, g.M * bs * bs * 4), x, out, [&](int64_t r, const float* xrow, float* orow) {
     rotate_row<BS>(ap + r * g.M * bs * bs, xrow, orow, g.M, bs);
   });
 }
@@ -146,16 +166,181 @@ void outer_sums(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga,
   const int bs = BS > 0 ? BS : g.bs;
   float* gap = ga.data_ptr<float>();
   ga.zero_();
-  over_rows(g, gr, x, [&](int64_t r, const float* grow, const float* xrow) {
+  over_rows(g, token_tile(g, g.M * bs * bs * 4), gr, x, [&](int64_t r, const float* grow, const float* xrow) {
     add_outer_row<BS>(grow, xrow, gap + r * g.M * bs * bs, g.M, bs);
+  });
+}
+
+// ----- banded form, for small blocks shared by many rows -----------------------------------------------------
+// With b < 8 a block's b x b products are too short for vector registers. Written as bands, the same product
+// runs along the whole row: out[c] = sum_{t < 2b-1} W_t[c] x[c + t - (b-1)], with W_t[c] = A_m[i][i + t - (b-1)]
+// for c = m b + i (0 outside the block). Each band is one vector multiply-add per kVec channels, so a row costs
+// (2b - 1) D / kVec of them instead of b D scalar ones. Building the bands costs about one row, so this form is
+// used where a rotation row covers several x rows (kBandMinRows), as images' shared positions do.
+constexpr int kVec = 16;
+// Benchmark switch (LIERE_CPU_BANDED=0 measures the row-by-row form on the same build).
+inline bool banded_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("LIERE_CPU_BANDED");
+    return !(v && v[0] == '0');
+  }();
+  return on;
+}
+constexpr int64_t kBandMinRows = 4;
+using Vec = Lanes<kVec, float>;
+
+// Where the banded form measured faster than the row-by-row one (ViT-Tiny shapes, this file's
+// benchmarks/apply_alternatives.py): b = 2 and 4 rotate fast enough row by row (their blocks fit vector lanes
+// or the compiler's own vectorisation), b = 4 sums its outer products faster row by row too.
+constexpr bool banded_rotate(int bs) { return bs == 3 || bs == 5 || bs == 6; }
+constexpr bool banded_outer(int bs) { return bs == 2 || bs == 3 || bs == 5 || bs == 6; }
+
+inline int64_t rows_per_rotation(const Geometry& g) { return (g.Bp == 1 ? g.B : 1) * (g.Hp == 1 ? g.H : 1); }
+
+// Per-thread work space for one unit: the bands of its `tile` rotation rows (each 2b-1 rows of `padded`
+// floats), two zero-padded copies of x rows (b-1 zeros each side), and the unit's rows: their offsets in x and
+// in the other tensor (out or grad, strides of its own), and which of the tile's rotation rows each belongs to.
+// The copy of the next x row is made before the current one is read (double buffering): read straight after
+// the copy, the shifted vector loads span several of its stores and stall on store forwarding (1.7x slower).
+template <int BS>
+struct BandWork {
+  static constexpr int P = BS - 1, T = 2 * BS - 1;
+  const int64_t width, padded, stride, tile;
+  std::unique_ptr<float[]> bands, xb;
+  std::unique_ptr<int64_t[]> offsets, other, which;
+  int64_t count = 0;
+  BandWork(const Geometry& g, int64_t tile)
+      : width(g.M * BS), padded((g.M * BS + kVec - 1) / kVec * kVec), stride(padded + 2 * P + kVec), tile(tile),
+        bands(new float[tile * T * padded]()), xb(new float[2 * stride]()),
+        offsets(new int64_t[rows_per_rotation(g) * tile]), other(new int64_t[rows_per_rotation(g) * tile]),
+        which(new int64_t[rows_per_rotation(g) * tile]) {}
+  float* bands_of(int64_t j) { return bands.get() + j * T * padded; }
+  // a (M, b, b) given transposed: A_m[i][k] = a[m b^2 + k b + i]. Entries outside the blocks stay 0 (new[]()).
+  void set_bands(int64_t j, const float* a) {
+    float* w = bands_of(j);
+    for (int64_t m = 0; m < width / BS; ++m)
+      for (int i = 0; i < BS; ++i)
+        for (int k = 0; k < BS; ++k) w[(k - i + P) * padded + m * BS + i] = a[m * BS * BS + k * BS + i];
+  }
+  // The unit's rows, (b, h) by (b, h) with the tokens innermost, for x (strides s) and the other tensor (so).
+  void collect(const Geometry& g, int64_t bp, int64_t hp, int64_t n0, int64_t n1, const int64_t* s,
+               const int64_t* so) {
+    count = 0;
+    for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
+      for (int64_t n = n0; n < n1; ++n, ++count) {
+        offsets[count] = b * s[0] + h * s[1] + n * s[2];
+        other[count] = b * so[0] + h * so[1] + n * so[2];
+        which[count] = n - n0;
+      }
+    });
+  }
+  float* copy(int64_t i, const float* x) {
+    float* dst = xb.get() + (i & 1) * stride;  // the zeros around it were written once, by new[]()
+    std::memcpy(dst + P, x + offsets[i], width * sizeof(float));
+    return dst;
+  }
+  // f(i, padded copy of x row i) for the collected rows, copying row i + 1 before f reads row i.
+  template <typename F>
+  void over_padded_rows(const float* x, F&& f) {
+    if (count == 0) return;
+    float* cur = copy(0, x);
+    for (int64_t i = 0; i < count; ++i) {
+      float* next = i + 1 < count ? copy(i + 1, x) : nullptr;
+      f(i, cur);
+      cur = next;
+    }
+  }
+};
+
+inline std::array<int64_t, 3> row_strides(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+
+template <int BS>
+void rotate_rows_banded(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
+  using W = BandWork<BS>;
+  const float* ap = a.data_ptr<float>();
+  const float* xs = x.data_ptr<float>();
+  float* os = out.data_ptr<float>();
+  const auto strides = row_strides(x), out_strides = row_strides(out);
+  const int64_t tile = token_tile(g, W::T * g.M * BS * 4);
+  std::vector<std::unique_ptr<W>> works(at::get_num_threads());
+  for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
+    auto& wp = works[at::get_thread_num()];
+    if (!wp) wp = std::make_unique<W>(g, tile);
+    W& w = *wp;
+    const int64_t full = w.width / kVec * kVec;  // chunks stored straight into the row; the rest through ob
+    float ob[kVec];
+    for (int64_t j = 0; j < n1 - n0; ++j) w.set_bands(j, ap + (r0 + j) * g.M * BS * BS);
+    w.collect(g, bp, hp, n0, n1, strides.data(), out_strides.data());
+    w.over_padded_rows(xs, [&](int64_t i, const float* xb) {
+      const float* bands = w.bands_of(w.which[i]);
+      float* orow = os + w.other[i];
+      for (int64_t v = 0; v < w.padded; v += kVec) {
+        Vec::type acc = Vec::load(bands + v) * Vec::load(xb + v);
+        for (int t = 1; t < W::T; ++t) acc += Vec::load(bands + t * w.padded + v) * Vec::load(xb + v + t);
+        if (v < full) {
+          Vec::store(orow + v, acc);
+        } else {
+          Vec::store(ob, acc);
+          std::memcpy(orow + v, ob, (w.width - v) * sizeof(float));
+        }
+      }
+    });
+  });
+}
+
+// ga_m[i][k] = sum over covered rows of g[m b + i] x[m b + k]: accumulated as bands, folded back per rotation row.
+template <int BS>
+void outer_sums_banded(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga, const Geometry& g) {
+  using W = BandWork<BS>;
+  float* gap = ga.data_ptr<float>();
+  const float* xs = x.data_ptr<float>();
+  const float* gs = gr.data_ptr<float>();
+  const auto strides = row_strides(x), grad_strides = row_strides(gr);
+  const int64_t tile = token_tile(g, W::T * g.M * BS * 4);
+  std::vector<std::unique_ptr<W>> works(at::get_num_threads());
+  for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
+    auto& wp = works[at::get_thread_num()];
+    if (!wp) wp = std::make_unique<W>(g, tile);
+    W& w = *wp;
+    const int64_t full = w.width / kVec * kVec;
+    float gtail[kVec];
+    std::fill(w.bands.get(), w.bands.get() + (n1 - n0) * W::T * w.padded, 0.0f);
+    w.collect(g, bp, hp, n0, n1, strides.data(), grad_strides.data());
+    w.over_padded_rows(xs, [&](int64_t i, const float* xb) {
+      float* bands = w.bands_of(w.which[i]);
+      const float* grow = gs + w.other[i];
+      for (int64_t v = 0; v < w.padded; v += kVec) {
+        Vec::type gv;
+        if (v < full) {
+          gv = Vec::load(grow + v);
+        } else {
+          std::fill(gtail, gtail + kVec, 0.0f);
+          std::memcpy(gtail, grow + v, (w.width - v) * sizeof(float));
+          gv = Vec::load(gtail);
+        }
+        for (int t = 0; t < W::T; ++t) {
+          float* band = bands + t * w.padded + v;
+          Vec::store(band, Vec::load(band) + gv * Vec::load(xb + v + t));
+        }
+      }
+    });
+    for (int64_t j = 0; j < n1 - n0; ++j) {
+      const float* bands = w.bands_of(j);
+      float* gar = gap + (r0 + j) * g.M * BS * BS;
+      for (int64_t m = 0; m < g.M; ++m)
+        for (int i = 0; i < BS; ++i)
+          for (int k = 0; k < BS; ++k) gar[m * BS * BS + i * BS + k] = bands[(k - i + W::P) * w.padded + m * BS + i];
+    }
   });
 }
 
 template <template <int> class Kernel, typename... Args>
 void by_block_size(int bs, Args&&... args) {
   switch (bs) {
+    case 2: Kernel<2>::run(args...); break;
     case 3: Kernel<3>::run(args...); break;
     case 4: Kernel<4>::run(args...); break;
+    case 5: Kernel<5>::run(args...); break;
     case 6: Kernel<6>::run(args...); break;
     case 8: Kernel<8>::run(args...); break;
     case 16: Kernel<16>::run(args...); break;
@@ -166,6 +351,9 @@ void by_block_size(int bs, Args&&... args) {
 template <int BS>
 struct Rotate {
   static void run(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
+    if constexpr (banded_rotate(BS)) {
+      if (banded_enabled() && rows_per_rotation(g) >= kBandMinRows) return rotate_rows_banded<BS>(x, a, out, g);
+    }
     rotate_rows<BS>(x, a, out, g);
   }
 };
@@ -173,6 +361,9 @@ struct Rotate {
 template <int BS>
 struct OuterSums {
   static void run(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga, const Geometry& g) {
+    if constexpr (banded_outer(BS)) {
+      if (banded_enabled() && rows_per_rotation(g) >= kBandMinRows) return outer_sums_banded<BS>(gr, x, ga, g);
+    }
     outer_sums<BS>(gr, x, ga, g);
   }
 };

@@ -7,6 +7,7 @@
 """
 
 from . import pairing, positions
+from .allocator import tune_allocator
 from .encodings import ALIASES, METHODS, PositionEncoding, RotaryEncoding, build
 from .ops.apply import apply_rotation, apply_rotation_qk
 from .rotation import Rotation
@@ -24,4 +25,5 @@ __all__ = [
     "build",
     "pairing",
     "positions",
+    "tune_allocator",
 ]

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
+from .allocator import allocator_status
+
 __all__ = ["main", "run_case", "run_step", "CASES", "Case", "TARGETS", "STEP_ROWS", "STEP_TARGETS"]
 
 
@@ -492,6 +494,15 @@ def paired_ratio(times: list[float], reference: list[float]) -> tuple[float, flo
     return q2, q1, q3
 
 
+def _minor_faults() -> int | None:
+    """Minor page faults of this process so far (None where ``resource`` is missing, as on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, device="cpu", memory: bool = True,
              rows=None, compile: bool = False, log=print) -> dict:
     """Time one training step (forward, backward, AdamW) of the ViT with every method, interleaved round by
@@ -520,6 +531,7 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
         x = torch.randn(batch, 3, case.image, case.image, generator=gen).to(device)
         y = torch.randint(0, 10, (batch,), generator=gen).to(device)
         times = {label: [] for label in models}
+        faults = {label: [] for label in models}
         for label, (model, opt) in models.items():
             if label.endswith(COMPILED):
                 t0 = time.perf_counter()
@@ -533,11 +545,15 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
                 model, opt = models[label]
                 _sync(device)
                 with _kernel_setting(label):
+                    f0 = _minor_faults()
                     t0 = time.perf_counter()
                     _train_step(model, opt, x, y)
                     _sync(device)
+                    t1 = time.perf_counter()
                 if rnd >= warmup:
-                    times[label].append(time.perf_counter() - t0)
+                    times[label].append(t1 - t0)
+                    if f0 is not None:
+                        faults[label].append(_minor_faults() - f0)
         med = {label: statistics.median(t) for label, t in times.items()}
         paired = {label: paired_ratio(t, times[STEP_REFERENCE]) for label, t in times.items()
                   if STEP_REFERENCE in times}
@@ -556,13 +572,14 @@ def run_step(case: StepCase = STEP_CASE, *, repeats: int = 5, warmup: int = 1, d
                 "peak_ratio": None if peaks[label] is None or not peaks.get(STEP_REFERENCE) else
                 peaks[label] / peaks[STEP_REFERENCE],
                 "compile_s": compile_s.get((label, batch)),
+                "faults_per_step": statistics.median(faults[label]) if faults[label] else None,
             })
     by_key = {(r["label"], r["batch"]): r for r in results}
     targets = [{"row": row, "batch": batch, "limit": limit, "ratio": by_key[(row, batch)]["ratio"],
                 "paired_ratio": by_key[(row, batch)]["paired_ratio"], "met": by_key[(row, batch)]["ratio"] <= limit}
                for row, batch, limit in STEP_TARGETS if (row, batch) in by_key and by_key[(row, batch)]["ratio"]]
     return {"case": "step", "config": case.describe(), "device": str(device), "threads": torch.get_num_threads(),
-            "cpu_kernel": cpu_kernel.status(),
+            "cpu_kernel": cpu_kernel.status(), "allocator": allocator_status(),
             "repeats": repeats, "warmup": warmup, "torch": torch.__version__, "compile": compile, "rows": results,
             "targets": targets}
 
@@ -572,7 +589,7 @@ def format_step(result: dict) -> str:
              f"{result['repeats']} interleaved rounds after {result['warmup']} warm-up]"]
     compiled = result.get("compile")
     head = (f"{'method':<29}{'batch':>6}{'ms':>10}{'x rope_mixed':>14}{'paired [IQR]':>22}{'peak MB':>10}{'x peak':>8}"
-            + (f"{'compile s':>11}" if compiled else ""))
+            f"{'faults':>9}" + (f"{'compile s':>11}" if compiled else ""))
     lines += [head, "-" * len(head)]
     for r in result["rows"]:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
@@ -581,14 +598,18 @@ def format_step(result: dict) -> str:
         pr = r.get("paired_ratio")
         paired = "-" if pr is None else f"{pr:.3f} [{r['paired_iqr'][0]:.3f}, {r['paired_iqr'][1]:.3f}]"
         extra = "" if not compiled else f"{r['compile_s']:>11.1f}" if r.get("compile_s") is not None else f"{'':>11}"
+        faults = "-" if r.get("faults_per_step") is None else f"{r['faults_per_step'] / 1000:.1f}k"
         lines.append(f"{r['label']:<29}{r['batch']:>6}{r['median_ms']:>10.1f}{ratio:>14}{paired:>22}{peak:>10}{peak_ratio:>8}"
-                     + extra)
+                     f"{faults:>9}" + extra)
     for t in result["targets"]:
         paired = "" if t.get("paired_ratio") is None else f" (paired {t['paired_ratio']:.3f})"
         lines.append(f"target {t['row']} at batch {t['batch']} <= {t['limit']} x rope_mixed: {t['ratio']:.2f}{paired}  "
                      f"{'met' if t['met'] else 'MISSED'}")
     if result.get("cpu_kernel"):
         lines.append(f"CPU kernels: {result['cpu_kernel']}")
+    if result.get("allocator"):
+        lines.append(f"Allocator: {result['allocator']} (faults: median minor page faults per step; see "
+                     f"liere/allocator.py)")
     return "\n".join(lines)
 
 

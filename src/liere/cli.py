@@ -481,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from liere.allocator import tune_if_requested
+
+    tune_if_requested()  # before the first large allocation; see liere/allocator.py
     parser = build_parser()
     if argv and argv[0] == "bench":
         try:

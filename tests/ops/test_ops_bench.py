@@ -49,13 +49,15 @@ def test_step_case_tiny_every_method(capsys, tmp_path):
     assert all(r["median_ms"] > 0 and r["peak_mb"] is not None and r["ratio"] > 0 for r in rows.values())
     assert rows[("rope_mixed", 2)]["ratio"] == 1.0 and rows[("rope_mixed", 2)]["paired_ratio"] == 1.0
     assert {(t["row"], t["batch"]) for t in result["targets"]} == set()  # targets are for the full case's batches
+    assert all(r["faults_per_step"] is None or r["faults_per_step"] >= 0 for r in rows.values())
+    assert result["allocator"] and "Allocator: " in text
 
 
 def test_step_case_methods_filter(capsys):
     assert bench.main(["--case", "step", "--tiny", "--repeats", "1", "--warmup", "0", "--no-memory",
                        "--batch", "3", "--methods", "liere b=8"]) == 0
     lines = [line.split()[0] for line in capsys.readouterr().out.splitlines()[3:]
-             if line and not line.startswith(("target", "CPU kernels"))]
+             if line and not line.startswith(("target", "CPU kernels", "Allocator"))]
     assert lines == ["rope_mixed", "liere"]
     with pytest.raises(SystemExit):
         bench.main(["--case", "step", "--tiny", "--methods", "nope"])

@@ -13,10 +13,12 @@ def run_payload(payload: dict) -> dict | None:
     """Train one run (see ``base.payload``); returns its result on rank 0, None on other ranks."""
     import torch
 
+    from liere.allocator import tune_if_requested
     from liere.train.config import config_from
     from liere.train.run import fit
     from liere.train.runs import finished_result
 
+    tune_if_requested()
     os.chdir(payload["cwd"])  # relative run directories and data paths mean what they meant where the sweep started
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):

@@ -154,9 +154,11 @@ def _worker(cfg_dict: dict, index: int, threads: int, queue):
 
     import torch
 
+    from ..allocator import tune_if_requested
     from .config import config_from
     from .run import fit
 
+    tune_if_requested()
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
-from .allocator import allocator_status
+from .allocator import allocator_status, tune_if_requested
 
 __all__ = ["main", "run_case", "run_step", "CASES", "Case", "TARGETS", "STEP_ROWS", "STEP_TARGETS"]
 
@@ -658,6 +658,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    tune_if_requested()  # as the liere command does (benchmarks/*.py come straight here)
     if args.threads:
         torch.set_num_threads(args.threads)
     default_repeats = 5 if args.case == "step" else 15

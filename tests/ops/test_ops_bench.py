@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +102,14 @@ def test_rounds_rotate_the_order_of_the_rows():
     assert orders == [["rope_mixed", "a", "b"], ["a", "b", "rope_mixed"], ["b", "rope_mixed", "a"],
                       ["rope_mixed", "a", "b"]]
     assert [o[0] for o in orders[:3]] == labels  # every row leads one round in three
+
+
+def test_rotation_in_step_benchmark_runs_every_method():
+    """benchmarks/rotation_in_step.py at a tiny batch, one round: a line per method, each timed."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "rotation_in_step.py"
+    done = subprocess.run([sys.executable, str(script), "--batch", "2", "--rounds", "1"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert [r[0] for r in rows] == ["none", "rope_mixed", "spherical:3", "comrope_ap:4", "comrope_ld:4", "liere:8"]
+    assert all(float(r[1]) > 0 for r in rows)

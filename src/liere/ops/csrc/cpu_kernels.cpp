@@ -254,23 +254,32 @@ struct BandWork {
 
 inline std::array<int64_t, 3> row_strides(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
 
+// Runs f(work, tokens, r0) for every unit, in parallel, with the unit's rows of x and `other` collected in a
+// per-thread BandWork; r0 is the rotation row of the unit's first token.
+template <int BS, typename F>
+void for_band_units(const Geometry& g, const at::Tensor& x, const at::Tensor& other, F&& f) {
+  using W = BandWork<BS>;
+  const auto strides = row_strides(x), other_strides = row_strides(other);
+  const int64_t tile = token_tile(g, W::T * g.M * BS * 4);
+  std::vector<std::unique_ptr<W>> works(at::get_num_threads());
+  for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
+    auto& w = works[at::get_thread_num()];
+    if (!w) w = std::make_unique<W>(g, tile);
+    w->collect(g, bp, hp, n0, n1, strides.data(), other_strides.data());
+    f(*w, n1 - n0, r0);
+  });
+}
+
 template <int BS>
 void rotate_rows_banded(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
   using W = BandWork<BS>;
   const float* ap = a.data_ptr<float>();
   const float* xs = x.data_ptr<float>();
   float* os = out.data_ptr<float>();
-  const auto strides = row_strides(x), out_strides = row_strides(out);
-  const int64_t tile = token_tile(g, W::T * g.M * BS * 4);
-  std::vector<std::unique_ptr<W>> works(at::get_num_threads());
-  for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
-    auto& wp = works[at::get_thread_num()];
-    if (!wp) wp = std::make_unique<W>(g, tile);
-    W& w = *wp;
+  for_band_units<BS>(g, x, out, [&](W& w, int64_t tokens, int64_t r0) {
     const int64_t full = w.width / kVec * kVec;  // chunks stored straight into the row; the rest through ob
     float ob[kVec];
-    for (int64_t j = 0; j < n1 - n0; ++j) w.set_bands(j, ap + (r0 + j) * g.M * BS * BS);
-    w.collect(g, bp, hp, n0, n1, strides.data(), out_strides.data());
+    for (int64_t j = 0; j < tokens; ++j) w.set_bands(j, ap + (r0 + j) * g.M * BS * BS);
     w.over_padded_rows(xs, [&](int64_t i, const float* xb) {
       const float* bands = w.bands_of(w.which[i]);
       float* orow = os + w.other[i];
@@ -295,17 +304,10 @@ void outer_sums_banded(const at::Tensor& gr, const at::Tensor& x, const at::Tens
   float* gap = ga.data_ptr<float>();
   const float* xs = x.data_ptr<float>();
   const float* gs = gr.data_ptr<float>();
-  const auto strides = row_strides(x), grad_strides = row_strides(gr);
-  const int64_t tile = token_tile(g, W::T * g.M * BS * 4);
-  std::vector<std::unique_ptr<W>> works(at::get_num_threads());
-  for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
-    auto& wp = works[at::get_thread_num()];
-    if (!wp) wp = std::make_unique<W>(g, tile);
-    W& w = *wp;
+  for_band_units<BS>(g, x, gr, [&](W& w, int64_t tokens, int64_t r0) {
     const int64_t full = w.width / kVec * kVec;
     float gtail[kVec];
-    std::fill(w.bands.get(), w.bands.get() + (n1 - n0) * W::T * w.padded, 0.0f);
-    w.collect(g, bp, hp, n0, n1, strides.data(), grad_strides.data());
+    std::fill(w.bands.get(), w.bands.get() + tokens * W::T * w.padded, 0.0f);
     w.over_padded_rows(xs, [&](int64_t i, const float* xb) {
       float* bands = w.bands_of(w.which[i]);
       const float* grow = gs + w.other[i];
@@ -324,7 +326,7 @@ void outer_sums_banded(const at::Tensor& gr, const at::Tensor& x, const at::Tens
         }
       }
     });
-    for (int64_t j = 0; j < n1 - n0; ++j) {
+    for (int64_t j = 0; j < tokens; ++j) {
       const float* bands = w.bands_of(j);
       float* gar = gap + (r0 + j) * g.M * BS * BS;
       for (int64_t m = 0; m < g.M; ++m)

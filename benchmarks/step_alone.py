@@ -12,6 +12,7 @@ Transparent huge pages for torch's large buffers: run with ``THP_MEM_ALLOC_ENABL
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import time
@@ -33,6 +34,8 @@ def main(argv=None) -> None:
     if args.row not in rows:
         parser.error(f"row: expected one of {', '.join(rows)}, got {args.row!r}")
     allocator = liere.tune_allocator() if args.tune else "glibc defaults (not tuned)"
+    if os.environ.get("THP_MEM_ALLOC_ENABLE"):
+        allocator += ", THP_MEM_ALLOC_ENABLE=" + os.environ["THP_MEM_ALLOC_ENABLE"]
     torch.set_num_threads(2)
     torch.manual_seed(0)
     case = bench.STEP_CASE

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from liere import bench
+from liere.ops import cpu_kernel
 
 
 def test_quick_tiny_run_has_every_row(tmp_path, capsys):
@@ -113,3 +114,15 @@ def test_rotation_in_step_benchmark_runs_every_method():
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  ")]
     assert [r[0] for r in rows] == ["none", "rope_mixed", "spherical:3", "comrope_ap:4", "comrope_ld:4", "liere:8"]
     assert all(float(r[1]) > 0 for r in rows)
+
+
+@pytest.mark.skipif(not cpu_kernel.available(), reason="no CPU kernels")
+def test_block_kernel_benchmark_checks_its_results():
+    """benchmarks/block_kernel.py for a banded and a lane-wide size: each line's own check against einsum."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "block_kernel.py"
+    done = subprocess.run([sys.executable, str(script), "3", "8"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines() if line.startswith("b=")]
+    assert [line[0] for line in lines] == ["b=3", "b=8"]
+    assert all(float(line[-3]) < 1e-4 and float(line[-1]) < 1e-4 for line in lines)

@@ -22,7 +22,6 @@
 
 #include <algorithm>
 #include <array>
-#include <vector>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -255,18 +254,17 @@ struct BandWork {
 inline std::array<int64_t, 3> row_strides(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
 
 // Runs f(work, tokens, r0) for every unit, in parallel, with the unit's rows of x and `other` collected in a
-// per-thread BandWork; r0 is the rotation row of the unit's first token.
+// BandWork of its own (a few KB, allocated per unit: no state shared between threads, whatever thread pool
+// runs the loop); r0 is the rotation row of the unit's first token.
 template <int BS, typename F>
 void for_band_units(const Geometry& g, const at::Tensor& x, const at::Tensor& other, F&& f) {
   using W = BandWork<BS>;
   const auto strides = row_strides(x), other_strides = row_strides(other);
   const int64_t tile = token_tile(g, W::T * g.M * BS * 4);
-  std::vector<std::unique_ptr<W>> works(at::get_num_threads());
   for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
-    auto& w = works[at::get_thread_num()];
-    if (!w) w = std::make_unique<W>(g, tile);
-    w->collect(g, bp, hp, n0, n1, strides.data(), other_strides.data());
-    f(*w, n1 - n0, r0);
+    W w(g, tile);
+    w.collect(g, bp, hp, n0, n1, strides.data(), other_strides.data());
+    f(w, n1 - n0, r0);
   });
 }
 

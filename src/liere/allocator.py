@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
+
+from ._env import turned_off
 
 __all__ = ["tune_allocator", "allocator_status", "tune_if_requested"]
 
@@ -66,6 +67,6 @@ def allocator_status() -> str:
 def tune_if_requested() -> str:
     """What the ``liere`` command and its worker processes (spawned pool, SLURM, Ray) call at start-up:
     ``tune_allocator()`` unless ``LIERE_MALLOC_TUNE`` is 0/false/no/off."""
-    if os.environ.get("LIERE_MALLOC_TUNE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if turned_off("LIERE_MALLOC_TUNE"):
         return allocator_status()
     return tune_allocator()

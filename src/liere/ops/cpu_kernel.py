@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .._env import turned_off
+
 __all__ = ["available", "status", "enabled", "rotate_blocks", "skew_expm"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
@@ -135,7 +137,7 @@ def _load() -> bool:
     with _lock:
         if _state["loaded"] is not None:
             return _state["loaded"]
-        if os.environ.get("LIERE_CPU_KERNEL", "1").strip().lower() in ("0", "false", "no", "off"):
+        if turned_off("LIERE_CPU_KERNEL"):
             _state.update(loaded=False, reason="turned off by LIERE_CPU_KERNEL")
             return False
         try:

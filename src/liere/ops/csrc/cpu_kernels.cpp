@@ -118,8 +118,8 @@ inline void add_outer_row(const float* gr, const float* x, float* ga, int64_t M,
 // by (b, h), each run of the tile's tokens contiguous in memory for (B, H, N, D) tensors: visiting one token's
 // rows across the batch instead (one row per jump of H N D floats) left every row a cache miss the hardware
 // prefetcher could not foresee (measured 7x slower than a copy). The tile's matrices stay in L1/L2 meanwhile.
-inline int64_t token_tile(const Geometry& g, int64_t bytes_per_row) {
-  return std::clamp<int64_t>((32 << 10) / std::max<int64_t>(bytes_per_row, 1), 1, 16);
+inline int64_t token_tile(const Geometry& g, int64_t bytes_per_rotation_row) {
+  return std::clamp<int64_t>((32 << 10) / std::max<int64_t>(bytes_per_rotation_row, 1), 1, 16);
 }
 
 // Runs unit(bp, hp, n0, n1, r0) for every unit in parallel; r0 is the rotation row of (bp, hp, n0).
@@ -188,15 +188,19 @@ inline bool banded_enabled() {
 constexpr int64_t kBandMinRows = 4;
 using Vec = Lanes<kVec, float>;
 
-// Where the banded form measured faster than the row-by-row one (ViT-Tiny shapes, this file's
-// benchmarks/apply_alternatives.py): b = 2 and 4 rotate fast enough row by row (their blocks fit vector lanes
-// or the compiler's own vectorisation), b = 4 sums its outer products faster row by row too.
+// Where the banded form measured faster than the row-by-row one (ViT-Tiny's shape,
+// benchmarks/block_kernel.py with and without LIERE_CPU_BANDED=0): b = 2 and 4 rotate fast enough row by row
+// (their blocks fit vector lanes or the compiler's own vectorisation), b = 4 sums its outer products faster
+// row by row too.
 constexpr bool banded_rotate(int bs) { return bs == 3 || bs == 5 || bs == 6; }
 constexpr bool banded_outer(int bs) { return bs == 2 || bs == 3 || bs == 5 || bs == 6; }
 
 inline int64_t rows_per_rotation(const Geometry& g) { return (g.Bp == 1 ? g.B : 1) * (g.Hp == 1 ? g.H : 1); }
 
-// Per-thread work space for one unit: the bands of its `tile` rotation rows (each 2b-1 rows of `padded`
+// The banded form pays off where each rotation row covers several x rows (and is not switched off).
+inline bool bands_pay_off(const Geometry& g) { return banded_enabled() && rows_per_rotation(g) >= kBandMinRows; }
+
+// Work space of one unit, zero-filled when made: the bands of its `tile` rotation rows (each 2b-1 rows of `padded`
 // floats), two zero-padded copies of x rows (b-1 zeros each side), and the unit's rows: their offsets in x and
 // in the other tensor (out or grad, strides of its own), and which of the tile's rotation rows each belongs to.
 // The copy of the next x row is made before the current one is read (double buffering): read straight after
@@ -204,12 +208,12 @@ inline int64_t rows_per_rotation(const Geometry& g) { return (g.Bp == 1 ? g.B : 
 template <int BS>
 struct BandWork {
   static constexpr int P = BS - 1, T = 2 * BS - 1;
-  const int64_t width, padded, stride, tile;
+  const int64_t width, padded, stride;
   std::unique_ptr<float[]> bands, xb;
   std::unique_ptr<int64_t[]> offsets, other, which;
   int64_t count = 0;
   BandWork(const Geometry& g, int64_t tile)
-      : width(g.M * BS), padded((g.M * BS + kVec - 1) / kVec * kVec), stride(padded + 2 * P + kVec), tile(tile),
+      : width(g.M * BS), padded((g.M * BS + kVec - 1) / kVec * kVec), stride(padded + 2 * P + kVec),
         bands(new float[tile * T * padded]()), xb(new float[2 * stride]()),
         offsets(new int64_t[rows_per_rotation(g) * tile]), other(new int64_t[rows_per_rotation(g) * tile]),
         which(new int64_t[rows_per_rotation(g) * tile]) {}
@@ -304,8 +308,7 @@ void outer_sums_banded(const at::Tensor& gr, const at::Tensor& x, const at::Tens
   const float* gs = gr.data_ptr<float>();
   for_band_units<BS>(g, x, gr, [&](W& w, int64_t tokens, int64_t r0) {
     const int64_t full = w.width / kVec * kVec;
-    float gtail[kVec];
-    std::fill(w.bands.get(), w.bands.get() + tokens * W::T * w.padded, 0.0f);
+    float gtail[kVec];  // the sums start from the zeros of the unit's fresh work space
     w.over_padded_rows(xs, [&](int64_t i, const float* xb) {
       float* bands = w.bands_of(w.which[i]);
       const float* grow = gs + w.other[i];
@@ -352,7 +355,7 @@ template <int BS>
 struct Rotate {
   static void run(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
     if constexpr (banded_rotate(BS)) {
-      if (banded_enabled() && rows_per_rotation(g) >= kBandMinRows) return rotate_rows_banded<BS>(x, a, out, g);
+      if (bands_pay_off(g)) return rotate_rows_banded<BS>(x, a, out, g);
     }
     rotate_rows<BS>(x, a, out, g);
   }
@@ -362,7 +365,7 @@ template <int BS>
 struct OuterSums {
   static void run(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga, const Geometry& g) {
     if constexpr (banded_outer(BS)) {
-      if (banded_enabled() && rows_per_rotation(g) >= kBandMinRows) return outer_sums_banded<BS>(gr, x, ga, g);
+      if (bands_pay_off(g)) return outer_sums_banded<BS>(gr, x, ga, g);
     }
     outer_sums<BS>(gr, x, ga, g);
   }

@@ -37,6 +37,10 @@ class Rotation:
     sin: Tensor | None = None
     blocks: Tensor | None = None
     basis: Tensor | None = None
+    # The blocks are known to be orthogonal (exponentials of skew-symmetric matrices, products of rotations), as
+    # every encoding in liere makes them: the CPU kernel's backward may then read the rotated q and k instead of
+    # the inputs (ops/cpu_kernel.py). Leave False for blocks of other origin; it changes speed, never results.
+    orthogonal: bool = False
 
     def __post_init__(self):
         if (self.blocks is None) == (self.cos is None):

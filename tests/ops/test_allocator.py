@@ -39,9 +39,11 @@ def _faults_per_iteration(mode: str) -> tuple[str, float]:
 def test_tuning_stops_the_per_step_page_faults():
     status, tuned = _faults_per_iteration("tuned")
     assert status.startswith("tuned by liere")
-    _, default = _faults_per_iteration("default")
-    # 36 MB freed per iteration: glibc's defaults hand it back and fault ~9,000 pages in again.
-    assert default > 2000 and tuned < 100
+    # 36 MB freed per iteration: glibc's defaults hand it back and fault ~9,000 pages in again. Not in every
+    # process: about one fresh process in twelve kept the memory here (measured 76.8 faults against 9,184; the
+    # address-space layout differs between runs), so the untuned loop gets three processes to show it.
+    assert tuned < 100
+    assert any(_faults_per_iteration("default")[1] > 2000 for _ in range(3))
 
 
 @needs_glibc

@@ -54,11 +54,12 @@ def _oracle(qkv, u, g, layout):
     return [o.detach() for o in outs], grads
 
 
-def _ours(qkv, u, g, layout, dtype=torch.float32):
-    """The same through apply_rotation_qk in ``dtype`` (q, k) and float32 (the blocks)."""
+def _ours(qkv, u, g, layout, dtype=torch.float32, orthogonal=False):
+    """The same through apply_rotation_qk in ``dtype`` (q, k) and float32 (the blocks); ``orthogonal`` lets the
+    backward read the rotated outputs instead of the inputs."""
     qkv = qkv.to(dtype).requires_grad_()
     u = u.float().requires_grad_()
-    rot = Rotation(qkv.shape[-1], blocks=torch.linalg.matrix_exp(u - u.mT))
+    rot = Rotation(qkv.shape[-1], blocks=torch.linalg.matrix_exp(u - u.mT), orthogonal=orthogonal)
     outs = apply_rotation_qk(*_split(qkv, layout), rot, layout=layout)
     grads = torch.autograd.grad(sum((o * gi.to(dtype)).sum() for o, gi in zip(outs, g)), (qkv, u))
     return outs, grads
@@ -84,16 +85,17 @@ def test_kernel_is_built_and_used_for_float32_blocks(monkeypatch):
     B=st.integers(1, 3), H=st.integers(1, 3), N=st.integers(1, 40),
     b=st.sampled_from([2, 3, 4, 5, 6, 8, 16, 32]), blocks=st.integers(1, 6), extra=st.integers(0, 3),
     per_sample=st.booleans(), per_head=st.booleans(), layout=st.sampled_from(["bhnd", "bnhd"]),
-    seed=st.integers(0, 2**16),
+    orthogonal=st.booleans(), seed=st.integers(0, 2**16),
 )
 def test_kernel_matches_float64_oracle_forward_and_gradients(B, H, N, b, blocks, extra, per_sample, per_head,
-                                                             layout, seed):
+                                                             layout, orthogonal, seed):
     """Rotated q and k, d/d(qkv) and d/d(generators) in float32, for every broadcast of the rotation over
     batch and heads, both layouts, leftover channels and block sizes with and without a vectorised path;
-    N up to 40 spans several token tiles, and rotations shared by 4 or more rows take the banded form."""
+    N up to 40 spans several token tiles, and rotations shared by 4 or more rows take the banded form.
+    With orthogonal blocks the backward reads the outputs (one pass over g); without, the inputs."""
     D = b * blocks + extra
     qkv, u, g = _case(B, H, N, D, b, B if per_sample else 1, H if per_head else 1, layout, seed)
-    (oq, ok), (gqkv, gu) = _ours(qkv, u, g, layout)
+    (oq, ok), (gqkv, gu) = _ours(qkv, u, g, layout, orthogonal=orthogonal)
     (rq, rk), (rqkv, ru) = _oracle(qkv, u, g, layout)
     # float32 products of a few terms: errors of a few ulps of the values' size
     for got, want in ((oq, rq), (ok, rk), (gqkv, rqkv), (gu, ru)):
@@ -104,15 +106,68 @@ def test_kernel_matches_float64_oracle_forward_and_gradients(B, H, N, b, blocks,
 @needs_kernel
 @pytest.mark.parametrize("b", [2, 3, 5, 6])
 @pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
-def test_banded_form_matches_float64_oracle_at_vit_shapes(b, layout):
+@pytest.mark.parametrize("orthogonal", [False, True])
+def test_banded_form_matches_float64_oracle_at_vit_shapes(b, layout, orthogonal):
     """Blocks shared by the batch (images' positions), 64 channels with a leftover one for b = 3, 5, 6, 37
     tokens (two full tiles and a partial one): the banded kernels, against the dense float64 oracle."""
     qkv, u, g = _case(8, 3, 37, 64, b, 1, 3, layout, seed=b)
-    (oq, ok), (gqkv, gu) = _ours(qkv, u, g, layout)
+    (oq, ok), (gqkv, gu) = _ours(qkv, u, g, layout, orthogonal=orthogonal)
     (rq, rk), (rqkv, ru) = _oracle(qkv, u, g, layout)
     for got, want in ((oq, rq), (ok, rk), (gqkv, rqkv), (gu, ru)):
         scale = want.abs().amax().item() + 1.0
         assert (got.double() - want).abs().max().item() <= 2e-6 * scale * 8
+
+
+@needs_kernel
+@pytest.mark.parametrize("b", [4, 8])
+def test_outputs_changed_in_place_send_the_backward_back_to_the_inputs(b):
+    """With orthogonal blocks the backward recovers x from the saved output; a caller that scales the output in
+    place afterwards (legal: the output is not a saved tensor) must still get the oracle's gradients."""
+    qkv, u, g = _case(3, 2, 5, 16, b, 1, 2, "bhnd", seed=11)
+    (rq, rk), (rqkv, ru) = _oracle(qkv, u, g, "bhnd")
+    x = qkv.float().requires_grad_()
+    uf = u.float().requires_grad_()
+    q, k = apply_rotation_qk(*_split(x, "bhnd"), Rotation(16, blocks=torch.linalg.matrix_exp(uf - uf.mT),
+                                                           orthogonal=True))
+    q.mul_(2.0)
+    k.mul_(2.0)
+    gx, gu = torch.autograd.grad((q * g[0].float()).sum() + (k * g[1].float()).sum(), (x, uf))
+    for got, want in ((gx, 2 * rqkv), (gu, 2 * ru)):
+        assert (got.double() - want).abs().max().item() <= 1e-5 * (want.abs().amax().item() + 1.0)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name,b", [("liere", 8), ("liere", 4), ("liere", 3), ("comrope_ld", 4),
+                                    ("comrope_ap", 4), ("comrope_ld", 3), ("spherical", 3)])
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+def test_encodings_float32_gradients_through_the_kernel_match_float64(name, b, layout):
+    """Every block encoding marks its rotation orthogonal, so training runs the kernel's output-reading backward;
+    its gradients (to q, k and the encoding's parameters) against the same model in float64, whose rotation
+    runs as torch ops and keeps its inputs."""
+    import copy
+
+    import liere
+    from liere.positions import grid
+
+    torch.manual_seed(0)
+    kwargs = {} if name == "spherical" else {"block_size": b}
+    pe = liere.build(name, pos_dims=2, head_dim=24, num_heads=2, layout=layout, **kwargs)
+    pe64 = copy.deepcopy(pe).double()
+    pos = grid((3, 3), pe.default_convention)
+    assert pe.rotation(pos).orthogonal
+    qkv = torch.randn(5, 9, 3, 2, 24, dtype=torch.float64)
+    g = torch.randn(2, *_split(qkv, layout)[0].shape, dtype=torch.float64)
+
+    def grads(model, x, p):
+        x = x.clone().requires_grad_()
+        outs = model(*_split(x, layout), p)
+        loss = sum((o * gi.to(o.dtype)).sum() for o, gi in zip(outs, g))
+        return torch.autograd.grad(loss, [x, *model.parameters()])
+
+    got, want = grads(pe, qkv.float(), pos), grads(pe64, qkv, pos.double())
+    assert len(got) > 1
+    for a, w in zip(got, want):
+        assert (a.double() - w).abs().max().item() <= 2e-5 * (w.abs().amax().item() + 1.0)
 
 
 @needs_kernel

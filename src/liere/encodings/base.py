@@ -434,7 +434,8 @@ class BlockEncoding(RotaryEncoding):
         return torch.einsum("bnd,ldhmij->lbhnmij", positions, self.generator_blocks().to(positions.dtype))
 
     def _compute(self, positions: Tensor) -> Rotation:
-        return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions), site=self._expm_site))
+        return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions), site=self._expm_site),
+                        orthogonal=True)
 
 
 def skew_from_upper(params: Tensor, size: int) -> Tensor:

@@ -61,7 +61,7 @@ class _ComRoPE(BlockEncoding):
             # Structure-aware: exp(t S) is elementwise in t once S+-, S+ S- are known (ops.expm_4x4_scaled).
             t = self.block_angles(positions)
             blocks = expm_4x4_scaled(self.skew().to(positions.dtype)[:, None, :, None], t)
-            return Rotation(self.head_dim, blocks=blocks)
+            return Rotation(self.head_dim, blocks=blocks, orthogonal=True)
         return super()._compute(positions)
 
 

@@ -73,7 +73,7 @@ class SphericalRoPE(BlockEncoding):
 
     def _compute(self, positions: Tensor) -> Rotation:
         angles = torch.einsum("bnd,ldhm->dlbhnm", positions, self.freqs.to(positions.dtype))
-        return Rotation(self.head_dim, blocks=compose_axis_rotations(angles, self.pos_dims))
+        return Rotation(self.head_dim, blocks=compose_axis_rotations(angles, self.pos_dims), orthogonal=True)
 
 
 def compose_axis_rotations(angles: Tensor, pos_dims: int) -> Tensor:

@@ -269,10 +269,10 @@ def _logical_shape(x: Tensor, layout: str) -> tuple:
     return tuple(x.shape) if layout == "bhnd" else (x.shape[0], x.shape[2], x.shape[1], x.shape[3])
 
 
-def _fast_blocks(xs: list[Tensor], blocks: Tensor, layout: str):
+def _fast_blocks(xs: list[Tensor], blocks: Tensor, layout: str, orthogonal: bool = False):
     """blocks (Bp, Hp, N, M, b, b): rotate every tensor in xs, by the CPU kernel or one packed bmm."""
     if cpu_kernel.supports(xs, blocks):
-        return cpu_kernel.rotate_blocks(xs, blocks, layout)
+        return cpu_kernel.rotate_blocks(xs, blocks, layout, orthogonal)
     return _PackedBlockRotate.apply(blocks, layout, *xs)
 
 
@@ -280,7 +280,7 @@ def _rotate_fast(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tens
     with torch.autocast(device_type=xs[0].device.type, enabled=False):
         if rotation.is_planar:
             return [_fast_planar(x, rotation.cos[0], rotation.sin[0], layout) for x in xs]
-        out = _fast_blocks(xs, rotation.blocks[0], layout)
+        out = _fast_blocks(xs, rotation.blocks[0], layout, rotation.orthogonal)
         return list(out) if isinstance(out, tuple) else [out]
 
 

@@ -38,7 +38,7 @@ from .._env import turned_off
 __all__ = ["available", "status", "enabled", "rotate_blocks", "skew_expm"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
-_NAMESPACE = "liere_cpu_v1"  # bump with any change to the operators' schemas
+_NAMESPACE = "liere_cpu_v2"  # bump with any change to the operators' schemas
 _lock = threading.Lock()
 _state: dict = {"loaded": None, "reason": "", "override": None}
 
@@ -222,41 +222,69 @@ def _rotate(x: Tensor, mats: Tensor, layout: str, rotated: int) -> Tensor:
 
 
 class _KernelBlockRotate(torch.autograd.Function):
-    """Rotate q and k (any number of tensors) by the same blocks (Bp, Hp, N, M, b, b)."""
+    """Rotate q and k (any number of tensors) by the same blocks (Bp, Hp, N, M, b, b).
+
+    With ``orthogonal`` blocks (exponentials of skew-symmetric matrices) the backward reads the rotated outputs y
+    instead of the inputs x: x = A^T y, so the blocks' gradient sum g x^T is (sum g y^T) A. The outputs are laid
+    out as the incoming gradients are (q and k are often strided views of one qkv projection, whose rows the
+    gradient pass would otherwise gather token by token), and the rotation of the gradient and the sums take one
+    pass over g instead of two. Outputs changed in place since are noticed, and the inputs used instead.
+    """
 
     @staticmethod
-    def forward(ctx, blocks: Tensor, layout: str, *xs: Tensor):
+    def forward(ctx, blocks: Tensor, layout: str, orthogonal: bool, *xs: Tensor):
         r = blocks.detach().to(torch.float32).contiguous()
         outs = [_rotate(x, r.mT.contiguous(), layout, r.shape[-3] * r.shape[-1]).to(x.dtype) for x in xs]
         ctx.layout, ctx.x_meta = layout, [(x.shape, x.dtype, x.device) for x in xs]
         # The blocks themselves, not r: a second derivative (create_graph) must reach their history.
         ctx.save_for_backward(blocks, *(xs if ctx.needs_input_grad[0] else ()))
+        # Detached aliases, not saved tensors: saving an output would forbid changing it in place afterwards.
+        ctx.outs = [o.detach() for o in outs] if orthogonal and ctx.needs_input_grad[0] else None
+        ctx.out_versions = [o._version for o in outs] if ctx.outs is not None else None
         return tuple(outs) if len(outs) > 1 else outs[0]
 
     @staticmethod
     def backward(ctx, *grads):
         blocks, *xs = ctx.saved_tensors
+        outs, ctx.outs = ctx.outs, None
         if torch.is_grad_enabled():  # create_graph=True (a gradient penalty): a backward autograd can differentiate
             return _differentiable_backward(ctx, blocks, xs, grads)
         r = blocks.detach().to(torch.float32).contiguous()
         layout, ops = ctx.layout, getattr(torch.ops, _NAMESPACE)
         rotated = r.shape[-3] * r.shape[-1]
+        want_blocks = ctx.needs_input_grad[0]
+        from_outputs = outs is not None and [o._version for o in outs] == ctx.out_versions
         g_xs, g_blocks = [], None
-        if ctx.needs_input_grad[0]:
+        if want_blocks:
             g_blocks = torch.zeros_like(r)
             part = torch.empty_like(r)
         for i, g in enumerate(grads):
+            want_x = ctx.needs_input_grad[3 + i]
             if g is None:
                 g_xs.append(None)
                 continue
+            if want_blocks and from_outputs:
+                gv, yv = _float32_rows(_logical(g, layout)), _float32_rows(_logical(outs[i], layout))
+                if want_x:
+                    gx = torch.empty(g.shape, dtype=torch.float32, device=g.device)
+                    gxv = _logical(gx, layout)
+                    ops.rotate_back_and_outer_sums(gv, r, yv, gxv, part)
+                    if rotated < g.shape[-1]:
+                        gxv[..., rotated:] = gv[..., rotated:]
+                    g_xs.append(gx.to(g.dtype))
+                else:
+                    ops.block_outer_sums(gv, yv, part)
+                    g_xs.append(None)
+                g_blocks += part @ r  # sum g x^T = (sum g y^T) A
+                continue
             # d/dx of R x is R^T g: the kernel takes its matrix transposed, so R itself.
-            g_xs.append(_rotate(g, r, layout, rotated).to(g.dtype) if ctx.needs_input_grad[2 + i] else None)
-            if g_blocks is not None:
+            g_xs.append(_rotate(g, r, layout, rotated).to(g.dtype) if want_x else None)
+            if want_blocks:
                 ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(xs[i], layout)), part)
                 g_blocks += part
         if g_blocks is not None:
             g_blocks = g_blocks.to(blocks.dtype)
-        return (g_blocks, None, *g_xs)
+        return (g_blocks, None, None, *g_xs)
 
 
 def _reference(x: Tensor, blocks: Tensor, layout: str) -> Tensor:
@@ -279,14 +307,18 @@ def _differentiable_backward(ctx, blocks: Tensor, xs: list[Tensor], grads):
     got = torch.autograd.grad([o for o, _ in pairs], wrt, [g.to(o.dtype) for o, g in pairs], create_graph=True,
                               allow_unused=True)
     g_blocks = got[0] if ctx.needs_input_grad[0] else None
-    g_xs = [None if g is None or not ctx.needs_input_grad[2 + i] else g.to(meta[1])
+    g_xs = [None if g is None or not ctx.needs_input_grad[3 + i] else g.to(meta[1])
             for i, (g, meta) in enumerate(zip(got[len(wrt) - len(inputs):], ctx.x_meta))]
-    return (g_blocks, None, *g_xs)
+    return (g_blocks, None, None, *g_xs)
 
 
-def rotate_blocks(xs: list[Tensor], blocks: Tensor, layout: str):
-    """Rotate every tensor in xs by blocks (Bp, Hp, N, M, b, b); a tuple for several tensors, else one tensor."""
-    return _KernelBlockRotate.apply(blocks, layout, *xs)
+def rotate_blocks(xs: list[Tensor], blocks: Tensor, layout: str, orthogonal: bool = False):
+    """Rotate every tensor in xs by blocks (Bp, Hp, N, M, b, b); a tuple for several tensors, else one tensor.
+
+    ``orthogonal``: the caller knows every block is orthogonal (see ``_KernelBlockRotate``); False is always
+    correct, True for other blocks gives wrong gradients of the blocks.
+    """
+    return _KernelBlockRotate.apply(blocks, layout, bool(orthogonal), *xs)
 
 
 # ----- exponentials ---------------------------------------------------------------------------------------

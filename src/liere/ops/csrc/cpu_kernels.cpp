@@ -15,6 +15,8 @@
 // `rotate_blocks` takes each matrix TRANSPOSED (a[..., j, i] = A[i, j]) so that its inner loop runs over
 // contiguous memory: out_i = sum_j A_ij x_j = sum_j a[j, i] x_j. Pass R^T for R x, and R itself for R^T g.
 // `block_outer_sums` writes ga[r, m] = sum over the x rows of row r of g_m x_m^T (the gradient of A).
+// `rotate_back_and_outer_sums` is the backward in one pass given the output y = A x instead of x: gx = A^T g
+// and ga[r, m] = sum g_m y_m^T (orthogonal A turns it into the gradient: g x^T = (g y^T) A).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -113,6 +115,30 @@ inline void add_outer_row(const float* gr, const float* x, float* ga, int64_t M,
   }
 }
 
+// The backward of y = A x in one pass over a row: gx_m = A_m^T g_m (`a` holds A_m itself, the rotate_row
+// convention for a transposed matrix) and ga_m += g_m y_m^T. Both need g_m's entries one by one, so each is
+// read once for the two products.
+template <int BS>
+inline void rotate_back_and_add_outer_row(const float* a, const float* gr, const float* y, float* gx, float* ga,
+                                          int64_t M, int bs) {
+  if constexpr (is_lane_width(BS)) {
+    using L = Lanes<BS, float>;
+    for (int64_t m = 0; m < M; ++m, a += BS * BS, gr += BS, y += BS, gx += BS, ga += BS * BS) {
+      const typename L::type yv = L::load(y);
+      typename L::type acc = L::load(a) * gr[0];
+      L::store(ga, L::load(ga) + gr[0] * yv);
+      for (int j = 1; j < BS; ++j) {
+        acc += L::load(a + j * BS) * gr[j];
+        L::store(ga + j * BS, L::load(ga + j * BS) + gr[j] * yv);
+      }
+      L::store(gx, acc);
+    }
+  } else {
+    rotate_row<BS>(a, gr, gx, M, bs);
+    add_outer_row<BS>(gr, y, ga, M, bs);
+  }
+}
+
 // Work is split into units of `tile` consecutive tokens n of one (bp, hp): each unit owns its rotation rows r
 // (and their gradient), so no two threads write the same place. Within a unit the x rows are visited (b, h)
 // by (b, h), each run of the tile's tokens contiguous in memory for (B, H, N, D) tensors: visiting one token's
@@ -134,18 +160,24 @@ void for_units(const Geometry& g, int64_t tile, U&& unit) {
   });
 }
 
-// Calls f(r, u_row, v_row) for every rotation row r = (bp, hp, n) and every (b, h, n) row of the logical
-// (B, H, N, D) views u and v that r covers.
-template <typename F>
-void over_rows(const Geometry& g, int64_t tile, const at::Tensor& u, const at::Tensor& v, F&& f) {
-  float* up = u.data_ptr<float>();
-  float* vp = v.data_ptr<float>();
-  const int64_t us0 = u.stride(0), us1 = u.stride(1), us2 = u.stride(2);
-  const int64_t vs0 = v.stride(0), vs1 = v.stride(1), vs2 = v.stride(2);
+// Calls f(r, rows) for every rotation row r = (bp, hp, n) and every (b, h, n) row that r covers, where rows[k]
+// is that row of ts[k], a logical (B, H, N, D) view with strides of its own.
+template <size_t K, typename F>
+void over_rows(const Geometry& g, int64_t tile, const std::array<const at::Tensor*, K>& ts, F&& f) {
+  std::array<float*, K> base;
+  std::array<std::array<int64_t, 3>, K> st;
+  for (size_t k = 0; k < K; ++k) {
+    base[k] = ts[k]->template data_ptr<float>();
+    st[k] = {ts[k]->stride(0), ts[k]->stride(1), ts[k]->stride(2)};
+  }
   for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
     for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
-      for (int64_t n = n0; n < n1; ++n)
-        f(r0 + (n - n0), up + b * us0 + h * us1 + n * us2, vp + b * vs0 + h * vs1 + n * vs2);
+      std::array<float*, K> rows;
+      for (size_t k = 0; k < K; ++k) rows[k] = base[k] + b * st[k][0] + h * st[k][1] + n0 * st[k][2];
+      for (int64_t n = n0; n < n1; ++n) {
+        f(r0 + (n - n0), rows);
+        for (size_t k = 0; k < K; ++k) rows[k] += st[k][2];
+      }
     });
   });
 }
@@ -155,8 +187,8 @@ template <int BS>
 void rotate_rows(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
   const int bs = BS > 0 ? BS : g.bs;
   const float* ap = a.data_ptr<float>();
-  over_rows(g, token_tile(g, g.M * bs * bs * 4), x, out, [&](int64_t r, const float* xrow, float* orow) {
-    rotate_row<BS>(ap + r * g.M * bs * bs, xrow, orow, g.M, bs);
+  over_rows<2>(g, token_tile(g, g.M * bs * bs * 4), {&x, &out}, [&](int64_t r, const std::array<float*, 2>& row) {
+    rotate_row<BS>(ap + r * g.M * bs * bs, row[0], row[1], g.M, bs);
   });
 }
 
@@ -165,8 +197,21 @@ void outer_sums(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga,
   const int bs = BS > 0 ? BS : g.bs;
   float* gap = ga.data_ptr<float>();
   ga.zero_();
-  over_rows(g, token_tile(g, g.M * bs * bs * 4), gr, x, [&](int64_t r, const float* grow, const float* xrow) {
-    add_outer_row<BS>(grow, xrow, gap + r * g.M * bs * bs, g.M, bs);
+  over_rows<2>(g, token_tile(g, g.M * bs * bs * 4), {&gr, &x}, [&](int64_t r, const std::array<float*, 2>& row) {
+    add_outer_row<BS>(row[0], row[1], gap + r * g.M * bs * bs, g.M, bs);
+  });
+}
+
+template <int BS>
+void rotate_back_and_outer_sums(const at::Tensor& gr, const at::Tensor& a, const at::Tensor& y, const at::Tensor& gx,
+                                const at::Tensor& ga, const Geometry& g) {
+  const int bs = BS > 0 ? BS : g.bs;
+  const float* ap = a.data_ptr<float>();
+  float* gap = ga.data_ptr<float>();
+  ga.zero_();
+  // two matrices per rotation row in cache: A's and its gradient's
+  over_rows<3>(g, token_tile(g, 2 * g.M * bs * bs * 4), {&gr, &y, &gx}, [&](int64_t r, const std::array<float*, 3>& row) {
+    rotate_back_and_add_outer_row<BS>(ap + r * g.M * bs * bs, row[0], row[1], row[2], gap + r * g.M * bs * bs, g.M, bs);
   });
 }
 
@@ -371,6 +416,21 @@ struct OuterSums {
   }
 };
 
+// Where either half would take the banded form, the two halves run as the two operators above (each in the form
+// that measured faster); elsewhere in one pass.
+template <int BS>
+struct RotateBackAndOuterSums {
+  static void run(const at::Tensor& gr, const at::Tensor& a, const at::Tensor& y, const at::Tensor& gx,
+                  const at::Tensor& ga, const Geometry& g) {
+    if ((banded_rotate(BS) || banded_outer(BS)) && bands_pay_off(g)) {
+      Rotate<BS>::run(gr, a, gx, g);
+      OuterSums<BS>::run(gr, y, ga, g);
+      return;
+    }
+    rotate_back_and_outer_sums<BS>(gr, a, y, gx, ga, g);
+  }
+};
+
 void rotate_blocks(const at::Tensor& x, const at::Tensor& a_transposed, const at::Tensor& out) {
   const Geometry g = geometry(x, a_transposed);
   TORCH_CHECK(out.sizes() == x.sizes() && out.stride(3) == 1 && out.scalar_type() == at::kFloat,
@@ -383,6 +443,19 @@ void block_outer_sums(const at::Tensor& grad, const at::Tensor& x, const at::Ten
   TORCH_CHECK(grad.sizes() == x.sizes() && grad.stride(3) == 1 && grad.scalar_type() == at::kFloat,
               "liere block kernel: grad must be shaped like x, float32, last stride 1");
   by_block_size<OuterSums>(g.bs, grad, x, ga, g);
+}
+
+// The backward of y = A x given y instead of x: gx = A^T g and ga[r, m] = sum over the rows of r of g_m y_m^T
+// (the caller turns the latter into the gradient of A: with A orthogonal, x = A^T y, so g x^T = (g y^T) A).
+void rotate_back_and_outer_sums_op(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& y,
+                                   const at::Tensor& gx, const at::Tensor& ga) {
+  const Geometry g = geometry(grad, a);
+  TORCH_CHECK(ga.sizes() == a.sizes() && ga.is_contiguous() && ga.scalar_type() == at::kFloat,
+              "liere block kernel: ga must be shaped like a, float32, contiguous");
+  for (const at::Tensor* t : {&y, &gx})
+    TORCH_CHECK(t->sizes() == grad.sizes() && t->stride(3) == 1 && t->scalar_type() == at::kFloat,
+                "liere block kernel: y and gx must be shaped like grad, float32, last stride 1");
+  by_block_size<RotateBackAndOuterSums>(g.bs, grad, a, y, gx, ga, g);
 }
 
 // ----- exponentials of skew-symmetric matrices ------------------------------------------------------------
@@ -614,9 +687,11 @@ at::Tensor skew_expm_backward(const at::Tensor& a, const at::Tensor& grad) { ret
 
 }  // namespace
 
-TORCH_LIBRARY(liere_cpu_v1, m) {
+TORCH_LIBRARY(liere_cpu_v2, m) {
   m.def("rotate_blocks(Tensor x, Tensor a_transposed, Tensor(a!) out) -> ()", &rotate_blocks);
   m.def("block_outer_sums(Tensor grad, Tensor x, Tensor(a!) ga) -> ()", &block_outer_sums);
+  m.def("rotate_back_and_outer_sums(Tensor grad, Tensor a, Tensor y, Tensor(a!) gx, Tensor(b!) ga) -> ()",
+        &rotate_back_and_outer_sums_op);
   m.def("skew_expm(Tensor a) -> Tensor", &skew_expm);
   m.def("skew_expm_backward(Tensor a, Tensor grad) -> Tensor", &skew_expm_backward);
 }

@@ -74,16 +74,30 @@ struct Lanes {
 
 constexpr bool is_lane_width(int bs) { return bs == 4 || bs == 8 || bs == 16; }
 
+// Blocks whose sums run side by side: one block's b multiply-adds form a chain, each waiting on the last (4
+// cycles apiece), so one block at a time left the row latency-bound; four chains interleaved keep the FMA
+// units busy (one (128, 6, 65, 64) tensor, b = 8: rotation 1.9 -> 1.25 ms; b = 4: 1.96 -> 1.74 ms).
+constexpr int kChains = 4;
+
+// out_m = A_m x_m for blocks [m0, m0 + U) of one row (vectorised sizes), A_m given transposed.
+template <int BS, int U>
+inline void rotate_blocks_together(const float* a, const float* x, float* out) {
+  using L = Lanes<BS, float>;
+  typename L::type acc[U];
+  for (int u = 0; u < U; ++u) acc[u] = L::load(a + u * BS * BS) * x[u * BS];
+  for (int j = 1; j < BS; ++j)
+    for (int u = 0; u < U; ++u) acc[u] += L::load(a + u * BS * BS + j * BS) * x[u * BS + j];
+  for (int u = 0; u < U; ++u) L::store(out + u * BS, acc[u]);
+}
+
 // out_m = A_m x_m for one row, A_m given transposed (rows of `a` are A's columns).
 template <int BS>
 inline void rotate_row(const float* a, const float* x, float* out, int64_t M, int bs) {
   if constexpr (is_lane_width(BS)) {
-    using L = Lanes<BS, float>;
-    for (int64_t m = 0; m < M; ++m, a += BS * BS, x += BS, out += BS) {
-      typename L::type acc = L::load(a) * x[0];
-      for (int j = 1; j < BS; ++j) acc += L::load(a + j * BS) * x[j];
-      L::store(out, acc);
-    }
+    int64_t m = 0;
+    for (; m + kChains <= M; m += kChains)
+      rotate_blocks_together<BS, kChains>(a + m * BS * BS, x + m * BS, out + m * BS);
+    for (; m < M; ++m) rotate_blocks_together<BS, 1>(a + m * BS * BS, x + m * BS, out + m * BS);
   } else {
     float acc[kMaxBlock];
     for (int64_t m = 0; m < M; ++m, a += bs * bs, x += bs, out += bs) {
@@ -123,15 +137,10 @@ inline void rotate_back_and_add_outer_row(const float* a, const float* gr, const
                                           int64_t M, int bs) {
   if constexpr (is_lane_width(BS)) {
     using L = Lanes<BS, float>;
-    for (int64_t m = 0; m < M; ++m, a += BS * BS, gr += BS, y += BS, gx += BS, ga += BS * BS) {
+    rotate_row<BS>(a, gr, gx, M, bs);
+    for (int64_t m = 0; m < M; ++m, gr += BS, y += BS, ga += BS * BS) {
       const typename L::type yv = L::load(y);
-      typename L::type acc = L::load(a) * gr[0];
-      L::store(ga, L::load(ga) + gr[0] * yv);
-      for (int j = 1; j < BS; ++j) {
-        acc += L::load(a + j * BS) * gr[j];
-        L::store(ga + j * BS, L::load(ga + j * BS) + gr[j] * yv);
-      }
-      L::store(gx, acc);
+      for (int j = 0; j < BS; ++j) L::store(ga + j * BS, L::load(ga + j * BS) + gr[j] * yv);
     }
   } else {
     rotate_row<BS>(a, gr, gx, M, bs);

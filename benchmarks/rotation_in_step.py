@@ -10,12 +10,17 @@ their gradients; each row's "above none" is its rotation's own cost. Rows are in
 It answers how far a method can sit above RoPE-Mixed in a whole step (``liere bench --case step``): at
 most (its cost - RoPE-Mixed's) / RoPE-Mixed's step time, however the rest of the step is measured.
 
-    python benchmarks/rotation_in_step.py [--batch 32 128] [--rounds 9]
+    python benchmarks/rotation_in_step.py [--batch 32 128] [--rounds 9] [--kept-inputs]
+
+``--kept-inputs`` adds, for each block method, a row whose rotation is not marked orthogonal, so that the CPU
+kernel's backward reads the kept inputs (q and k as views of qkv) instead of the rotated outputs: an A/B of
+that choice (``ops/cpu_kernel.py``) in the same process.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -26,10 +31,12 @@ from liere.positions import grid
 
 LAYERS, HEADS, HEAD_DIM, SIDE = 12, 6, 64, 8
 METHODS = ["none", "rope_mixed", "spherical:3", "comrope_ap:4", "comrope_ld:4", "liere:8"]
+KEPT = "/kept-inputs"
 
 
 def _row(spec: str, batch: int):
-    method, _, size = spec.partition(":")
+    kept_inputs = spec.endswith(KEPT)
+    method, _, size = spec.removesuffix(KEPT).partition(":")
     qkvs = [torch.randn(batch, SIDE * SIDE + 1, 3, HEADS, HEAD_DIM, requires_grad=True) for _ in range(LAYERS)]
     grad = torch.randn(batch, HEADS, SIDE * SIDE + 1, HEAD_DIM)
     if method == "none":
@@ -43,6 +50,8 @@ def _row(spec: str, batch: int):
 
     def step():
         rotation = encoding.rotation(positions) if encoding is not None else None
+        if kept_inputs:
+            rotation = dataclasses.replace(rotation, orthogonal=False)
         outs = []
         for layer, qkv in enumerate(qkvs):
             q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -61,7 +70,10 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--kept-inputs", action="store_true", help="A/B rows: the backward reads the inputs")
     args = parser.parse_args(argv)
+    if args.kept_inputs:
+        args.methods += [m + KEPT for m in args.methods if ":" in m]
     torch.set_num_threads(2)
     print(f"allocator: {liere.tune_allocator()}")
     for batch in args.batch:
@@ -80,7 +92,7 @@ def main(argv=None) -> None:
             above = "" if none is None else f"  above none {ms - none:7.1f}"
             versus = "" if ref is None or none is None or ref == none else \
                 f"  x RoPE-Mixed's rotation {(ms - none) / (ref - none):5.2f}"
-            print(f"  {spec:<14}{ms:9.1f}{above}{versus}")
+            print(f"  {spec:<26}{ms:9.1f}{above}{versus}")
 
 
 if __name__ == "__main__":

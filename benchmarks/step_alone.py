@@ -57,7 +57,8 @@ def main(argv=None) -> None:
     print(f"{args.row}, batch {args.batch}, {allocator}: median step {1e3 * statistics.median(times):.0f} ms, "
           f"minor faults/step {(after.ru_minflt - before.ru_minflt) / n:.0f}, "
           f"system {(after.ru_stime - before.ru_stime) / n * 1e3:.0f} ms/step, "
-          f"user {(after.ru_utime - before.ru_utime) / n * 1e3:.0f} ms/step")
+          f"user {(after.ru_utime - before.ru_utime) / n * 1e3:.0f} ms/step, "
+          f"max resident {after.ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

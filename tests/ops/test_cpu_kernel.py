@@ -137,7 +137,7 @@ def test_outputs_changed_in_place_send_the_backward_back_to_the_inputs(b):
 
 
 @needs_kernel
-@pytest.mark.parametrize("name,b", [("liere", 8), ("liere", 4), ("liere", 3), ("comrope_ld", 4),
+@pytest.mark.parametrize("name,b", [("liere", 24), ("liere", 8), ("liere", 4), ("liere", 3), ("comrope_ld", 4),
                                     ("comrope_ap", 4), ("comrope_ld", 3), ("spherical", 3)])
 @pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
 def test_encodings_float32_gradients_through_the_kernel_match_float64(name, b, layout):

@@ -108,11 +108,12 @@ def test_rounds_rotate_the_order_of_the_rows():
 def test_rotation_in_step_benchmark_runs_every_method():
     """benchmarks/rotation_in_step.py at a tiny batch, one round: a line per method, each timed."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "rotation_in_step.py"
-    done = subprocess.run([sys.executable, str(script), "--batch", "2", "--rounds", "1"], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run([sys.executable, str(script), "--batch", "2", "--rounds", "1", "--kept-inputs"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  ")]
-    assert [r[0] for r in rows] == ["none", "rope_mixed", "spherical:3", "comrope_ap:4", "comrope_ld:4", "liere:8"]
+    blocks = ["spherical:3", "comrope_ap:4", "comrope_ld:4", "liere:8"]
+    assert [r[0] for r in rows] == ["none", "rope_mixed", *blocks, *(m + "/kept-inputs" for m in blocks)]
     assert all(float(r[1]) > 0 for r in rows)
 
 

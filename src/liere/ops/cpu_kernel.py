@@ -234,7 +234,8 @@ class _KernelBlockRotate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, blocks: Tensor, layout: str, orthogonal: bool, *xs: Tensor):
         r = blocks.detach().to(torch.float32).contiguous()
-        outs = [_rotate(x, r.mT.contiguous(), layout, r.shape[-3] * r.shape[-1]).to(x.dtype) for x in xs]
+        r_t = r.mT.contiguous()  # once for q and k
+        outs = [_rotate(x, r_t, layout, r.shape[-3] * r.shape[-1]).to(x.dtype) for x in xs]
         ctx.layout, ctx.x_meta = layout, [(x.shape, x.dtype, x.device) for x in xs]
         # The blocks themselves, not r: a second derivative (create_graph) must reach their history.
         ctx.save_for_backward(blocks, *(xs if ctx.needs_input_grad[0] else ()))

@@ -4,9 +4,9 @@
 //    The eager alternative packs q and k into a (matrices x rows x b) buffer for one `bmm` and unpacks the
 //    result: five passes over q and k forward and ten backward, where this reads each input once and
 //    writes each output once.
-// 2. Exponentials of 8x8 and 16x16 skew-symmetric matrices and their backward, one matrix at a time in registers and L1: the same scaling-and-squaring algorithm as
-//    liere/ops/expm.py (see there for the why of each step), without the torch path's per-op passes over
-//    the whole batch.
+// 2. Exponentials of 8x8 and 16x16 skew-symmetric matrices and their backward, one matrix at a time in
+//    registers and L1: the same scaling-and-squaring algorithm as liere/ops/expm.py (see there for the why
+//    of each step), without the torch path's per-op passes over the whole batch.
 //
 // Block rotation layouts (all float32):
 //   x, out, g : logical (B, H, N, D) views with any strides, the last one 1;
@@ -129,23 +129,13 @@ inline void add_outer_row(const float* gr, const float* x, float* ga, int64_t M,
   }
 }
 
-// The backward of y = A x in one pass over a row: gx_m = A_m^T g_m (`a` holds A_m itself, the rotate_row
-// convention for a transposed matrix) and ga_m += g_m y_m^T. Both need g_m's entries one by one, so each is
-// read once for the two products.
+// The backward of y = A x for one row: gx_m = A_m^T g_m (`a` holds A_m itself, the rotate_row convention for a
+// transposed matrix) and ga_m += g_m y_m^T, the second while the row of g is still in L1.
 template <int BS>
 inline void rotate_back_and_add_outer_row(const float* a, const float* gr, const float* y, float* gx, float* ga,
                                           int64_t M, int bs) {
-  if constexpr (is_lane_width(BS)) {
-    using L = Lanes<BS, float>;
-    rotate_row<BS>(a, gr, gx, M, bs);
-    for (int64_t m = 0; m < M; ++m, gr += BS, y += BS, ga += BS * BS) {
-      const typename L::type yv = L::load(y);
-      for (int j = 0; j < BS; ++j) L::store(ga + j * BS, L::load(ga + j * BS) + gr[j] * yv);
-    }
-  } else {
-    rotate_row<BS>(a, gr, gx, M, bs);
-    add_outer_row<BS>(gr, y, ga, M, bs);
-  }
+  rotate_row<BS>(a, gr, gx, M, bs);
+  add_outer_row<BS>(gr, y, ga, M, bs);
 }
 
 // Work is split into units of `tile` consecutive tokens n of one (bp, hp): each unit owns its rotation rows r

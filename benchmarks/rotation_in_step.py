@@ -10,7 +10,10 @@ their gradients; each row's "above none" is its rotation's own cost. Rows are in
 It answers how far a method can sit above RoPE-Mixed in a whole step (``liere bench --case step``): at
 most (its cost - RoPE-Mixed's) / RoPE-Mixed's step time, however the rest of the step is measured.
 
-    python benchmarks/rotation_in_step.py [--batch 32 128] [--rounds 9] [--kept-inputs]
+    python benchmarks/rotation_in_step.py [--batch 32 128] [--rounds 9] [--kept-inputs] [--methods ...]
+
+A row is METHOD[:BLOCK][/shared]: ``liere:64/shared`` is dense LieRE with one set of generators for the 12
+layers, ``liere:64`` the same per layer.
 
 ``--kept-inputs`` adds, for each block method, a row whose rotation is not marked orthogonal, so that the CPU
 kernel's backward reads the kept inputs (q and k as views of qkv) instead of the rotated outputs: an A/B of
@@ -31,12 +34,13 @@ from liere.positions import grid
 
 LAYERS, HEADS, HEAD_DIM, SIDE = 12, 6, 64, 8
 METHODS = ["none", "rope_mixed", "spherical:3", "comrope_ap:4", "comrope_ld:4", "liere:8"]
-KEPT = "/kept-inputs"
+KEPT, SHARED = "/kept-inputs", "/shared"
 
 
 def _row(spec: str, batch: int):
-    kept_inputs = spec.endswith(KEPT)
-    method, _, size = spec.removesuffix(KEPT).partition(":")
+    """A step function for one row: METHOD[:BLOCK][/shared][/kept-inputs] (e.g. liere:64/shared)."""
+    kept_inputs, shared = spec.endswith(KEPT), SHARED in spec
+    method, _, size = spec.removesuffix(KEPT).removesuffix(SHARED).partition(":")
     qkvs = [torch.randn(batch, SIDE * SIDE + 1, 3, HEADS, HEAD_DIM, requires_grad=True) for _ in range(LAYERS)]
     grad = torch.randn(batch, HEADS, SIDE * SIDE + 1, HEAD_DIM)
     if method == "none":
@@ -44,7 +48,7 @@ def _row(spec: str, batch: int):
     else:
         kwargs = {"block_size": int(size)} if size else {}
         encoding = liere.build(method, pos_dims=2, head_dim=HEAD_DIM, num_heads=HEADS, num_layers=LAYERS,
-                               **kwargs).train()
+                               share_layers=shared, **kwargs).train()
         # the CLS token at the origin, then the patch grid, as the ViT places them
         positions = torch.cat([torch.zeros(1, 2), grid((SIDE, SIDE), encoding.default_convention)])
 
@@ -73,7 +77,7 @@ def main(argv=None) -> None:
     parser.add_argument("--kept-inputs", action="store_true", help="A/B rows: the backward reads the inputs")
     args = parser.parse_args(argv)
     if args.kept_inputs:
-        args.methods += [m + KEPT for m in args.methods if ":" in m]
+        args.methods += [m + KEPT for m in args.methods if ":" in m and not m.endswith(KEPT)]
     torch.set_num_threads(2)
     print(f"allocator: {liere.tune_allocator()}")
     for batch in args.batch:

@@ -6,16 +6,12 @@ whenever enough of it is free, so the next step faults every page in again: ~130
 ViT-Tiny step (batch 32) with the block rotations, ~430 ms of system time across the two threads, against
 ~1,000 with the settings below (``liere bench --case step`` prints the faults per step of every row).
 
-``tune_allocator()`` serves every block from the heap (no fresh mappings, whatever the size: glibc's largest
-mmap threshold is 32 MB, below a batch-128 activation or dense LieRE's 75 MB exponential batches) and stops the
-trimming, so the process keeps its peak heap for reuse. Dense LieRE, one model per process at batch 32
-(``benchmarks/step_alone.py``): 68,000 faults and 3.18 s per step with the 32 MB threshold, 2 faults and 2.98 s
-without mappings, 3% more resident memory; the block methods' steps within noise. It changes no result, only
-where memory comes from; the cost is that the process's resident memory stays at its peak. The ``liere``
-command calls it at start-up (turn it off with ``LIERE_MALLOC_TUNE=0``); a training script of your own can call
-it once at the top, or set the same through glibc's environment variables (``MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=2147483647``), or run with jemalloc or tcmalloc. Elsewhere (macOS, musl, Windows) it
-does nothing and says so.
+``tune_allocator()`` raises the threshold to glibc's maximum (32 MB) and stops the trimming, so the process
+keeps its peak heap for reuse. It changes no result, only where memory comes from; the cost is that the
+process's resident memory stays at its peak. The ``liere`` command calls it at start-up (turn it off with
+``LIERE_MALLOC_TUNE=0``); a training script of your own can call it once at the top, or set the same through
+glibc's environment variables (``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647``), or run
+with jemalloc or tcmalloc. Elsewhere (macOS, musl, Windows) it does nothing and says so.
 """
 
 from __future__ import annotations
@@ -29,8 +25,8 @@ from ._env import turned_off
 __all__ = ["tune_allocator", "allocator_status", "tune_if_requested"]
 
 # mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
-_NO_MMAP = 0  # the most blocks served by mmap at once
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MMAP_THRESHOLD = 32 << 20  # glibc's largest accepted value on 64-bit (HEAP_MAX_SIZE / 2)
 _NO_TRIM = 2**31 - 1
 _TOP_PAD = 64 << 20
 
@@ -58,8 +54,8 @@ def tune_allocator() -> str:
         _state["status"] = "not tuned (not glibc)"
         return _state["status"]
     ok = all(libc.mallopt(param, value) == 1 for param, value in
-             ((_M_MMAP_MAX, _NO_MMAP), (_M_TRIM_THRESHOLD, _NO_TRIM), (_M_TOP_PAD, _TOP_PAD)))
-    _state.update(tuned=ok, status="tuned by liere (heap only, no trimming)" if ok else
+             ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _NO_TRIM), (_M_TOP_PAD, _TOP_PAD)))
+    _state.update(tuned=ok, status="tuned by liere (mmap threshold 32 MB, no trimming)" if ok else
                   "glibc refused the settings (defaults kept)")
     return _state["status"]
 

@@ -159,6 +159,8 @@ void for_units(const Geometry& g, int64_t tile, U&& unit) {
   });
 }
 
+inline std::array<int64_t, 3> row_strides(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+
 // Calls f(r, rows) for every rotation row r = (bp, hp, n) and every (b, h, n) row that r covers, where rows[k]
 // is that row of ts[k], a logical (B, H, N, D) view with strides of its own.
 template <size_t K, typename F>
@@ -167,7 +169,7 @@ void over_rows(const Geometry& g, int64_t tile, const std::array<const at::Tenso
   std::array<std::array<int64_t, 3>, K> st;
   for (size_t k = 0; k < K; ++k) {
     base[k] = ts[k]->template data_ptr<float>();
-    st[k] = {ts[k]->stride(0), ts[k]->stride(1), ts[k]->stride(2)};
+    st[k] = row_strides(*ts[k]);
   }
   for_units(g, tile, [&](int64_t bp, int64_t hp, int64_t n0, int64_t n1, int64_t r0) {
     for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
@@ -298,8 +300,6 @@ struct BandWork {
     }
   }
 };
-
-inline std::array<int64_t, 3> row_strides(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
 
 // Runs f(work, tokens, r0) for every unit, in parallel, with the unit's rows of x and `other` collected in a
 // BandWork of its own (a few KB, allocated per unit: no state shared between threads, whatever thread pool

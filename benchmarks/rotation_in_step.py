@@ -15,6 +15,11 @@ most (its cost - RoPE-Mixed's) / RoPE-Mixed's step time, however the rest of the
 A row is METHOD[:BLOCK][/shared]: ``liere:64/shared`` is dense LieRE with one set of generators for the 12
 layers, ``liere:64`` the same per layer.
 
+A row ending in ``/compiled`` runs the same forward (rotations and the 12 layers' q and k) through
+``torch.compile`` (inductor; the backward is inductor's too), so that it can be set beside its eager row: the
+compiled path takes the traceable forms (``ops/apply.py``) and the exponential's custom operator, not the
+CPU kernel. Its compilation is the first warm-up round and is printed, not timed.
+
 ``--kept-inputs`` adds, for each block method, a row whose rotation is not marked orthogonal, so that the CPU
 kernel's backward reads the kept inputs (q and k as views of qkv) instead of the rotated outputs: an A/B of
 that choice (``ops/cpu_kernel.py``) in the same process.
@@ -34,13 +39,13 @@ from liere.positions import grid
 
 LAYERS, HEADS, HEAD_DIM, SIDE = 12, 6, 64, 8
 METHODS = ["none", "rope_mixed", "spherical:3", "comrope_ap:4", "comrope_ld:4", "liere:8"]
-KEPT, SHARED = "/kept-inputs", "/shared"
+KEPT, SHARED, COMPILED = "/kept-inputs", "/shared", "/compiled"
 
 
 def _row(spec: str, batch: int):
-    """A step function for one row: METHOD[:BLOCK][/shared][/kept-inputs] (e.g. liere:64/shared)."""
-    kept_inputs, shared = spec.endswith(KEPT), SHARED in spec
-    method, _, size = spec.removesuffix(KEPT).removesuffix(SHARED).partition(":")
+    """A step function for one row: METHOD[:BLOCK][/shared][/kept-inputs|/compiled] (e.g. liere:64/shared)."""
+    kept_inputs, compiled, shared = spec.endswith(KEPT), spec.endswith(COMPILED), SHARED in spec
+    method, _, size = spec.removesuffix(KEPT).removesuffix(COMPILED).removesuffix(SHARED).partition(":")
     qkvs = [torch.randn(batch, SIDE * SIDE + 1, 3, HEADS, HEAD_DIM, requires_grad=True) for _ in range(LAYERS)]
     grad = torch.randn(batch, HEADS, SIDE * SIDE + 1, HEAD_DIM)
     if method == "none":
@@ -52,7 +57,7 @@ def _row(spec: str, batch: int):
         # the CLS token at the origin, then the patch grid, as the ViT places them
         positions = torch.cat([torch.zeros(1, 2), grid((SIDE, SIDE), encoding.default_convention)])
 
-    def step():
+    def forward(qkvs):
         rotation = encoding.rotation(positions) if encoding is not None else None
         if kept_inputs:
             rotation = dataclasses.replace(rotation, orthogonal=False)
@@ -60,6 +65,13 @@ def _row(spec: str, batch: int):
         for layer, qkv in enumerate(qkvs):
             q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
             outs += encoding(q, k, rotation.layer(layer)) if encoding is not None else (q * 1.0, k * 1.0)
+        return outs
+
+    if compiled:
+        forward = torch.compile(forward)
+
+    def step():
+        outs = forward(qkvs)
         torch.autograd.backward(outs, [grad] * len(outs))
         for qkv in qkvs:
             qkv.grad = None
@@ -89,6 +101,8 @@ def main(argv=None) -> None:
                 step()
                 if rnd >= 2:  # two warm-up rounds
                     times[spec].append(time.perf_counter() - t0)
+                elif rnd == 0 and spec.endswith(COMPILED):
+                    print(f"  {spec}: first step (compilation) {time.perf_counter() - t0:.1f} s", flush=True)
         med = {spec: 1e3 * statistics.median(t) for spec, t in times.items()}
         none, ref = med.get("none"), med.get("rope_mixed")
         print(f"batch {batch}: median of {args.rounds} interleaved rounds (ms, 12 layers, forward+backward)")

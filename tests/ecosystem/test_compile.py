@@ -113,16 +113,81 @@ def test_compiled_model_under_autocast_has_no_breaks():
     assert explanation.graph_break_count == 0, [str(b.reason) for b in explanation.break_reasons]
 
 
-def test_compiled_liere_keeps_the_exponential_as_one_operator():
+@pytest.mark.parametrize("kernels", ["on", "off"])
+def test_compiled_liere_keeps_the_exponential_as_one_operator(kernels):
     """Issue 10: under torch.compile the exponential must not unroll the static 24 squarings into the graph
-    (compiled LieRE-8 was 5x slower than eager); it is the opaque liere::skew_expm_ss_v2, whose body reads the
-    squaring count from the data as eager mode does."""
+    (compiled LieRE-8 was 5x slower than eager); it is one opaque operator: the CPU kernel's where it is built
+    (liere::cpu_skew_expm_v1), else liere::skew_expm_ss_v2, whose body reads the squaring count from the data
+    as eager mode does."""
+    from liere.ops import cpu_kernel
+
+    if kernels == "on" and not cpu_kernel.available():
+        pytest.skip(f"CPU kernels unavailable: {cpu_kernel.status()}")
     calls = []
     model = vit("liere_ss", depth=1)
-    torch.compile(model, backend=counting_backend(calls), fullgraph=True)(torch.randn(2, 3, 16, 16))
+    with cpu_kernel.enabled(kernels == "on"):
+        torch.compile(model, backend=counting_backend(calls), fullgraph=True)(torch.randn(2, 3, 16, 16))
     targets = [node.target for gm in calls for node in gm.graph.nodes if node.op == "call_function"]
-    assert torch.ops.liere.skew_expm_ss_v2.default in targets
+    expected = torch.ops.liere.cpu_skew_expm_v1 if kernels == "on" else torch.ops.liere.skew_expm_ss_v2
+    assert expected.default in targets
     assert sum(t in (torch.bmm, torch.matmul) for t in targets) < 5  # no squaring loop (>= 24 products)
+
+
+@pytest.mark.parametrize("name,block_size,layout", [("liere", 8, "bhnd"), ("liere", 16, "bnhd"),
+                                                     ("comrope_ld", 4, "bnhd"), ("comrope_ap", 4, "bhnd"),
+                                                     ("spherical", 3, "bhnd")])
+def test_inductor_block_rotation_runs_the_cpu_kernel_and_matches_float64(name, block_size, layout):
+    """Issue 10: compiled, the block rotation and its backward are the CPU kernel's custom operators (inductor's
+    own code for the traceable broadcast product took ~30x the kernel's time), and the rotated q, k and the
+    gradients of q, k and the generators match float64 (the dense matrix_exp oracle; the generators' gradient
+    against float64 autograd through the eager traceable form)."""
+    from oracle import random_positions
+
+    from liere.ops import cpu_kernel
+    from liere.ops.apply import _rotate_eager
+
+    from ._helpers import build, oracle_with_prefix, rotate_dense
+
+    if not cpu_kernel.available():
+        pytest.skip(f"CPU kernels unavailable: {cpu_kernel.status()}")
+    pe = build(name, head_dim=16, num_heads=2, block_size=block_size)
+    gen = torch.Generator().manual_seed(7)
+    positions = random_positions(6, 2, scale=2.0, generator=gen)
+    q, k, w = (torch.randn(3, 2, 6, 16, generator=gen) for _ in range(3))
+
+    def rotate(q, k, positions):
+        qb, kb = (t.transpose(1, 2) for t in (q, k)) if layout == "bnhd" else (q, k)
+        qr, kr = liere.apply_rotation_qk(qb, kb, pe.rotation(positions), layout=layout)
+        return (qr.transpose(1, 2), kr.transpose(1, 2)) if layout == "bnhd" else (qr, kr)
+
+    calls: list = []
+
+    def inductor_recording(gm, example_inputs):
+        calls.append(gm)
+        from torch._inductor.compile_fx import compile_fx
+
+        return compile_fx(gm, example_inputs)
+
+    qx, kx = q.clone().requires_grad_(), k.clone().requires_grad_()
+    qr, kr = torch.compile(rotate, backend=inductor_recording, fullgraph=True)(qx, kx, positions)
+    params = [p for p in pe.parameters() if p.requires_grad]
+    got = torch.autograd.grad(((qr + kr) * w).sum(), [qx, kx, *params])
+    targets = {node.target for gm in calls for node in gm.graph.nodes if node.op == "call_function"}
+    assert torch.ops.liere.cpu_block_rotate_v1.default in targets
+
+    matrices = oracle_with_prefix(pe, positions)  # (H, N, D, D) float64
+    torch.testing.assert_close(qr.double(), rotate_dense(matrices, q), atol=2e-5, rtol=0)
+    torch.testing.assert_close(kr.double(), rotate_dense(matrices, k), atol=2e-5, rtol=0)
+    expected = torch.einsum("hnji,bhnj->bhni", matrices, w.double())  # d/dq sum(w . R q) = R^T w
+    torch.testing.assert_close(got[0].double(), expected, atol=2e-5, rtol=0)
+    torch.testing.assert_close(got[1].double(), expected, atol=2e-5, rtol=0)
+    pe64 = build(name, head_dim=16, num_heads=2, block_size=block_size).double()
+    pe64.load_state_dict(pe.state_dict())
+    rot = pe64.rotation(positions.double())
+    ref = sum((_rotate_eager(t.double(), rot.layer(0), "bhnd") * w.double()).sum() for t in (q, k))
+    ref_grads = torch.autograd.grad(ref, [p for p in pe64.parameters() if p.requires_grad])
+    for a, b in zip(got[2:], ref_grads):
+        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("spread", ["one count", "counts 0 to 3"])

@@ -20,7 +20,8 @@ inputs go straight into SDPA. Three implementations, picked per call:
     rotates every sample of q and k: x'_row = x_row R^T. The backward is two
     more ``bmm``: g_x = g R and g_R = sum_rows g x^T.
 * Traceable (``_rotate_eager``): no complex tensors, no custom autograd, for
-  ``torch.compile``, ``torch.jit`` tracing and ONNX export.
+  ``torch.compile``, ``torch.jit`` tracing and ONNX export; under ``torch.compile``
+  on the CPU, blocks go to the C++ kernel as a custom operator instead.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._compat import tracing
+from .._compat import exporting, tracing
 from . import cpu_kernel
 from ..rotation import Rotation
 
@@ -329,6 +330,9 @@ def _dispatch(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tensor]
 
         return [rotate_triton(xs[0], rotation, layout)]
     if tracing():
+        if not exporting() and not rotation.is_planar and cpu_kernel.supports(xs, rotation.blocks):
+            # torch.compile on the CPU: the kernel, as one custom operator per tensor (see cpu_kernel.py)
+            return [cpu_kernel.rotate_blocks_op(x, rotation.blocks[0], layout, rotation.orthogonal) for x in xs]
         # Not the complex multiply under torch.compile, although inductor runs it in half the real form's time
         # (planar, B=128, forward+backward): inductor's backward through it is wrong in torch 2.13 (the
         # gradient of q off by up to 5 against the float64 oracle; aot_eager is right).

@@ -35,7 +35,8 @@ from torch import Tensor
 
 from .._env import turned_off
 
-__all__ = ["available", "status", "enabled", "rotate_blocks", "skew_expm"]
+__all__ = ["available", "status", "enabled", "rotate_blocks", "skew_expm", "ready_in_graph", "rotate_blocks_op",
+           "skew_expm_op"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
 _NAMESPACE = "liere_cpu_v2"  # bump with any change to the operators' schemas
@@ -193,12 +194,16 @@ class enabled:
         return False
 
 
+def _ready() -> bool:
+    return ready_in_graph() if torch.compiler.is_compiling() else available()
+
+
 def supports(xs: list[Tensor], blocks: Tensor) -> bool:
     """CPU tensors, block size 2-32, and float32 or half-precision inputs (float64 stays on the bmm: gradcheck)."""
     b = blocks.shape[-1]
     wide = torch.float64
     return (2 <= b <= 32 and blocks.device.type == "cpu" and blocks.dtype != wide
-            and all(x.device.type == "cpu" and x.dtype != wide for x in xs) and available())
+            and all(x.device.type == "cpu" and x.dtype != wide for x in xs) and _ready())
 
 
 def _logical(x: Tensor, layout: str) -> Tensor:
@@ -251,41 +256,51 @@ class _KernelBlockRotate(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True (a gradient penalty): a backward autograd can differentiate
             return _differentiable_backward(ctx, blocks, xs, grads)
         r = blocks.detach().to(torch.float32).contiguous()
-        layout, ops = ctx.layout, getattr(torch.ops, _NAMESPACE)
-        rotated = r.shape[-3] * r.shape[-1]
         want_blocks = ctx.needs_input_grad[0]
         from_outputs = outs is not None and [o._version for o in outs] == ctx.out_versions
         g_xs, g_blocks = [], None
-        if want_blocks:
-            g_blocks = torch.zeros_like(r)
-            part = torch.empty_like(r)
         for i, g in enumerate(grads):
-            want_x = ctx.needs_input_grad[3 + i]
             if g is None:
                 g_xs.append(None)
                 continue
-            if want_blocks and from_outputs:
-                gv, yv = _float32_rows(_logical(g, layout)), _float32_rows(_logical(outs[i], layout))
-                if want_x:
-                    gx = torch.empty(g.shape, dtype=torch.float32, device=g.device)
-                    gxv = _logical(gx, layout)
-                    ops.rotate_back_and_outer_sums(gv, r, yv, gxv, part)
-                    if rotated < g.shape[-1]:
-                        gxv[..., rotated:] = gv[..., rotated:]
-                    g_xs.append(gx.to(g.dtype))
-                else:
-                    ops.block_outer_sums(gv, yv, part)
-                    g_xs.append(None)
-                g_blocks += part @ r  # sum g x^T = (sum g y^T) A
-                continue
-            # d/dx of R x is R^T g: the kernel takes its matrix transposed, so R itself.
-            g_xs.append(_rotate(g, r, layout, rotated).to(g.dtype) if want_x else None)
-            if want_blocks:
-                ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(xs[i], layout)), part)
-                g_blocks += part
+            saved = outs[i] if want_blocks and from_outputs else xs[i] if want_blocks else None
+            g_x, part = _grads_of_one(g, r, ctx.layout, saved, from_outputs, ctx.needs_input_grad[3 + i], want_blocks)
+            g_xs.append(g_x)
+            if part is not None:
+                g_blocks = part if g_blocks is None else g_blocks.add_(part)
         if g_blocks is not None:
             g_blocks = g_blocks.to(blocks.dtype)
         return (g_blocks, None, None, *g_xs)
+
+
+def _grads_of_one(g: Tensor, r: Tensor, layout: str, saved: Tensor | None, from_output: bool, want_x: bool,
+                  want_blocks: bool) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients of x' = R x to x (in g's dtype) and to the blocks r (float32), from one incoming gradient g.
+
+    r: the blocks, float32 contiguous. saved: the rotated output y (``from_output``, orthogonal blocks) or the
+    input x; needed only for the blocks' gradient.
+    """
+    ops, rotated = getattr(torch.ops, _NAMESPACE), r.shape[-3] * r.shape[-1]
+    if want_blocks and from_output:
+        gv, yv = _float32_rows(_logical(g, layout)), _float32_rows(_logical(saved, layout))
+        part, g_x = torch.empty_like(r), None
+        if want_x:
+            gx = torch.empty(g.shape, dtype=torch.float32, device=g.device)
+            gxv = _logical(gx, layout)
+            ops.rotate_back_and_outer_sums(gv, r, yv, gxv, part)
+            if rotated < g.shape[-1]:
+                gxv[..., rotated:] = gv[..., rotated:]
+            g_x = gx.to(g.dtype)
+        else:
+            ops.block_outer_sums(gv, yv, part)
+        return g_x, part @ r  # sum g x^T = (sum g y^T) A
+    # d/dx of R x is R^T g: the kernel takes its matrix transposed, so R itself.
+    g_x = _rotate(g, r, layout, rotated).to(g.dtype) if want_x else None
+    part = None
+    if want_blocks:
+        part = torch.empty_like(r)
+        ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(saved, layout)), part)
+    return g_x, part
 
 
 def _reference(x: Tensor, blocks: Tensor, layout: str) -> Tensor:
@@ -331,7 +346,7 @@ EXPM_SIZES = (8, 16)
 def supports_expm(a: Tensor) -> bool:
     """float32 CPU batches of 8x8 or 16x16 matrices (float64 stays on the torch path: tests, gradcheck)."""
     return (a.device.type == "cpu" and a.dtype == torch.float32 and a.ndim >= 2
-            and a.shape[-1] == a.shape[-2] and a.shape[-1] in EXPM_SIZES and available())
+            and a.shape[-1] == a.shape[-2] and a.shape[-1] in EXPM_SIZES and _ready())
 
 
 class _KernelExpm(torch.autograd.Function):
@@ -359,3 +374,98 @@ class _KernelExpm(torch.autograd.Function):
 def skew_expm(a: Tensor) -> Tensor:
     """exp(a) for a float32 CPU batch (..., n, n), n in EXPM_SIZES (see ``supports_expm``)."""
     return _KernelExpm.apply(a)
+
+
+# ----- under torch.compile ----------------------------------------------------------------------------------
+# Dynamo cannot trace an autograd.Function that keeps state outside its saved tensors (the output aliases and
+# version counters above), nor the first build of the kernels. Compiled graphs call the kernels through the
+# custom operators below instead: opaque to inductor, one tensor each, with their own fake (shape-only)
+# versions. Without them a compiled graph ran the traceable broadcast product of ``apply.py``, for which
+# inductor's CPU code took ~30x the kernel's time (LieRE-8, 12 layers, batch 32, forward+backward: 2.4 s
+# against 81 ms, benchmarks/rotation_in_step.py). The names carry a version, as the exponential's do
+# (``expm.py``): inductor's cache keys a graph by the operators it calls, not by what they return.
+
+@torch.compiler.assume_constant_result
+def ready_in_graph() -> bool:
+    """``available()``, read once when a graph is traced and kept as a constant of it (so switching the
+    kernels off later with ``enabled(False)`` does not change a graph already compiled)."""
+    return available()
+
+
+@torch.library.custom_op("liere::cpu_block_rotate_v1", mutates_args=())
+def rotate_blocks_op(x: Tensor, blocks: Tensor, layout: str, orthogonal: bool) -> Tensor:
+    """x' = R x for one tensor x (B, H, N, D) or (B, N, H, D) and blocks (Bp, Hp, N, M, b, b), by the kernel;
+    differentiable. ``orthogonal`` as in ``rotate_blocks``: its backward then reads x' instead of x."""
+    r = blocks.detach().to(torch.float32).contiguous()
+    return _rotate(x, r.mT.contiguous(), layout, r.shape[-3] * r.shape[-1]).to(x.dtype)
+
+
+@rotate_blocks_op.register_fake
+def _(x: Tensor, blocks: Tensor, layout: str, orthogonal: bool) -> Tensor:
+    return x.new_empty(x.shape)  # contiguous, as the real result
+
+
+@torch.library.custom_op("liere::cpu_block_rotate_backward_v1", mutates_args=())
+def _rotate_backward_op(grad: Tensor, blocks: Tensor, saved: Tensor, layout: str, from_output: bool, want_x: bool,
+                        want_blocks: bool) -> tuple[Tensor, Tensor]:
+    r = blocks.detach().to(torch.float32).contiguous()
+    g_x, part = _grads_of_one(grad, r, layout, saved, from_output, want_x, want_blocks)
+    g_x = grad.new_empty(0) if g_x is None else g_x
+    return g_x, blocks.new_empty(0) if part is None else part.to(blocks.dtype)
+
+
+@_rotate_backward_op.register_fake
+def _(grad, blocks, saved, layout, from_output, want_x, want_blocks):
+    return grad.new_empty(grad.shape if want_x else 0), blocks.new_empty(blocks.shape if want_blocks else 0)
+
+
+def _rotate_op_setup(ctx, inputs, output) -> None:
+    x, blocks, layout, orthogonal = inputs
+    ctx.layout, ctx.from_output = layout, orthogonal
+    ctx.save_for_backward(blocks, output if orthogonal else x)
+
+
+def _rotate_op_grad(ctx, grad: Tensor):
+    blocks, saved = ctx.saved_tensors
+    want_x, want_blocks = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    g_x, g_blocks = _rotate_backward_op(grad, blocks, saved, ctx.layout, ctx.from_output, want_x, want_blocks)
+    return (g_x if want_x else None), (g_blocks if want_blocks else None), None, None
+
+
+rotate_blocks_op.register_autograd(_rotate_op_grad, setup_context=_rotate_op_setup)
+
+
+@torch.library.custom_op("liere::cpu_skew_expm_v1", mutates_args=())
+def skew_expm_op(a: Tensor) -> Tensor:
+    """``skew_expm`` as one operator for compiled graphs (the same kernel; its backward recomputes)."""
+    n = a.shape[-1]
+    return getattr(torch.ops, _NAMESPACE).skew_expm(a.detach().reshape(-1, n, n).contiguous()).view(a.shape)
+
+
+@skew_expm_op.register_fake
+def _(a: Tensor) -> Tensor:
+    return a.new_empty(a.shape)
+
+
+@torch.library.custom_op("liere::cpu_skew_expm_backward_v1", mutates_args=())
+def _skew_expm_backward_op(a: Tensor, grad: Tensor) -> Tensor:
+    n = a.shape[-1]
+    flat, g = (t.detach().reshape(-1, n, n).float().contiguous() for t in (a, grad))
+    return getattr(torch.ops, _NAMESPACE).skew_expm_backward(flat, g).view(a.shape).to(a.dtype)
+
+
+@_skew_expm_backward_op.register_fake
+def _(a: Tensor, grad: Tensor) -> Tensor:
+    return a.new_empty(a.shape)
+
+
+def _skew_expm_op_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(inputs[0])
+
+
+def _skew_expm_op_grad(ctx, grad: Tensor):
+    (a,) = ctx.saved_tensors
+    return _skew_expm_backward_op(a, grad)
+
+
+skew_expm_op.register_autograd(_skew_expm_op_grad, setup_context=_skew_expm_op_setup)

@@ -664,6 +664,8 @@ def expm_taylor_ss(a: Tensor, site: int | None = None) -> Tensor:
     if exporting():
         return _ExpmTaylorSS.apply(a, True, None)
     if torch.compiler.is_compiling():
+        if not _uses_readback(a, site) and cpu_kernel.supports_expm(a):
+            return cpu_kernel.skew_expm_op(a)
         return _expm_op(a, -1 if site is None else site)[0]
     if not _uses_readback(a, site) and cpu_kernel.supports_expm(a):
         return cpu_kernel.skew_expm(a)

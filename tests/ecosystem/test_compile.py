@@ -161,19 +161,11 @@ def test_inductor_block_rotation_runs_the_cpu_kernel_and_matches_float64(name, b
         return (qr.transpose(1, 2), kr.transpose(1, 2)) if layout == "bnhd" else (qr, kr)
 
     calls: list = []
-
-    def inductor_recording(gm, example_inputs):
-        calls.append(gm)
-        from torch._inductor.compile_fx import compile_fx
-
-        return compile_fx(gm, example_inputs)
-
     qx, kx = q.clone().requires_grad_(), k.clone().requires_grad_()
-    qr, kr = torch.compile(rotate, backend=inductor_recording, fullgraph=True)(qx, kx, positions)
+    qr, kr = torch.compile(rotate, backend=inductor_recording(calls), fullgraph=True)(qx, kx, positions)
     params = [p for p in pe.parameters() if p.requires_grad]
     got = torch.autograd.grad(((qr + kr) * w).sum(), [qx, kx, *params])
-    targets = {node.target for gm in calls for node in gm.graph.nodes if node.op == "call_function"}
-    assert torch.ops.liere.cpu_block_rotate_v1.default in targets
+    assert torch.ops.liere.cpu_block_rotate_v1.default in called(calls)
 
     matrices = oracle_with_prefix(pe, positions)  # (H, N, D, D) float64
     torch.testing.assert_close(qr.double(), rotate_dense(matrices, q), atol=2e-5, rtol=0)
@@ -213,10 +205,26 @@ def test_compiled_exponential_keeps_its_schedule_and_matches_float64(spread):
     torch.testing.assert_close(grad.double(), ref_grad, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name,layout", [("rope_mixed", "bhnd"), ("rope_axial", "bnhd")])
+def inductor_recording(calls: list):
+    """Inductor, keeping each graph it compiles in ``calls``."""
+    def backend(gm, example_inputs):
+        from torch._inductor.compile_fx import compile_fx
+
+        calls.append(gm)
+        return compile_fx(gm, example_inputs)
+
+    return backend
+
+
+def called(calls: list) -> set:
+    return {node.target for gm in calls for node in gm.graph.nodes if node.op == "call_function"}
+
+
+@pytest.mark.parametrize("name,layout", [("rope_mixed", "bhnd"), ("rope_axial", "bnhd"), ("rope_mixed", "bnhd")])
 def test_inductor_planar_rotation_matches_float64(name, layout):
-    """Inductor's planar rotation (the real form: inductor's backward through the complex multiply is wrong in
-    torch 2.13), forward and the gradients of q, k and the frequencies, against the float64 oracle."""
+    """Inductor's planar rotation (on the CPU one custom operator, liere::planar_rotate_v1, running the complex
+    multiply: inductor's own backward through it is wrong in torch 2.13, and its real form 3x slower), forward
+    and the gradients of q, k and the frequencies, against the float64 oracle."""
     from oracle import random_positions
 
     from ._helpers import build, oracle_with_prefix, rotate_dense
@@ -234,9 +242,11 @@ def test_inductor_planar_rotation_matches_float64(name, layout):
         return (qr.transpose(1, 2), kr.transpose(1, 2)) if layout == "bnhd" else (qr, kr)
 
     qx, kx = q.clone().requires_grad_(), k.clone().requires_grad_()
-    qr, kr = torch.compile(rotate, fullgraph=True)(qx, kx, positions)
+    calls: list = []
+    qr, kr = torch.compile(rotate, backend=inductor_recording(calls), fullgraph=True)(qx, kx, positions)
     params = [p for p in pe.parameters() if p.requires_grad]
     got = torch.autograd.grad(((qr + kr) * w).sum(), [qx, kx, *params])
+    assert torch.ops.liere.planar_rotate_v1.default in called(calls)
 
     matrices = oracle_with_prefix(pe, positions)  # (H, N, D, D) float64
     torch.testing.assert_close(qr.double(), rotate_dense(matrices, q), atol=1e-5, rtol=0)

@@ -21,7 +21,8 @@ inputs go straight into SDPA. Three implementations, picked per call:
     more ``bmm``: g_x = g R and g_R = sum_rows g x^T.
 * Traceable (``_rotate_eager``): no complex tensors, no custom autograd, for
   ``torch.compile``, ``torch.jit`` tracing and ONNX export; under ``torch.compile``
-  on the CPU, blocks go to the C++ kernel as a custom operator instead.
+  on the CPU, custom operators instead: the complex multiply (planar) and the
+  C++ kernel (blocks).
 """
 
 from __future__ import annotations
@@ -137,6 +138,80 @@ def _fast_planar(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
     if 2 * pairs < x.shape[-1]:
         out = torch.cat((out, x[..., 2 * pairs :].to(dtype)), -1)
     return out.to(x.dtype)
+
+
+# Under torch.compile on the CPU the planar rotation is one custom operator running the complex multiply above:
+# inductor's backward through the complex multiply is wrong in torch 2.13 (see _dispatch), and its code for the
+# real form took 3x the complex multiply's time (RoPE-Mixed, 12 layers, forward+backward, batch 32 and 128,
+# benchmarks/rotation_in_step.py). The name carries a version: inductor's cache keys graphs by operator names.
+def _planar_new(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    """x' = x * (cos + i sin) as ``_fast_planar``, written into a new contiguous tensor (a custom operator's
+    result must have the strides its shape-only version promises)."""
+    dtype = _math_dtype(x, cos)
+    if layout == "bnhd":
+        cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)
+    pairs = cos.shape[-1]
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    head = out[..., : 2 * pairs].unflatten(-1, (pairs, 2))
+    z, phase = _complex_pairs(x, pairs, dtype), torch.complex(cos.to(dtype), sin.to(dtype))
+    if x.shape[-1] % 2 == 0:  # complex pairs of out are a view: one pass
+        torch.mul(z, phase, out=torch.view_as_complex(head))
+    else:
+        head.copy_(torch.view_as_real(z * phase))
+    if 2 * pairs < x.shape[-1]:
+        out[..., 2 * pairs :] = x[..., 2 * pairs :]
+    return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+@torch.library.custom_op("liere::planar_rotate_v1", mutates_args=())
+def _planar_op(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    return _planar_new(x, cos, sin, layout)
+
+
+@_planar_op.register_fake
+def _(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("liere::planar_rotate_backward_v1", mutates_args=())
+def _planar_backward_op(grad: Tensor, x: Tensor, cos: Tensor, sin: Tensor, layout: str, want_x: bool,
+                        want_phase: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """d/dx of x * e^(i theta) is g * e^(-i theta); d/dcos and d/dsin are the real and imaginary parts of
+    g * conj(x), summed over the axes the angles broadcast along."""
+    g_x = _planar_new(grad, cos, -sin, layout) if want_x else grad.new_empty(0)
+    if not want_phase:
+        return g_x, cos.new_empty(0), sin.new_empty(0)
+    dtype = _math_dtype(x, cos)
+    pairs = cos.shape[-1]
+    g_phase = _complex_pairs(grad, pairs, dtype) * _complex_pairs(x, pairs, dtype).conj()
+    shape = cos.transpose(1, 2).shape if layout == "bnhd" else cos.shape
+    g_cos, g_sin = (part.sum_to_size(shape) for part in (g_phase.real, g_phase.imag))
+    if layout == "bnhd":
+        g_cos, g_sin = g_cos.transpose(1, 2), g_sin.transpose(1, 2)
+    return g_x, g_cos.to(cos.dtype).contiguous(), g_sin.to(sin.dtype).contiguous()
+
+
+@_planar_backward_op.register_fake
+def _(grad, x, cos, sin, layout, want_x, want_phase):
+    return (grad.new_empty(x.shape if want_x else 0), cos.new_empty(cos.shape if want_phase else 0),
+            sin.new_empty(sin.shape if want_phase else 0))
+
+
+def _planar_op_setup(ctx, inputs, output) -> None:
+    x, cos, sin, layout = inputs
+    ctx.layout = layout
+    ctx.save_for_backward(x, cos, sin)
+
+
+def _planar_op_grad(ctx, grad: Tensor):
+    x, cos, sin = ctx.saved_tensors
+    want_x, want_phase = ctx.needs_input_grad[0], ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+    g_x, g_cos, g_sin = _planar_backward_op(grad, x, cos, sin, ctx.layout, want_x, want_phase)
+    return ((g_x if want_x else None), (g_cos if ctx.needs_input_grad[1] else None),
+            (g_sin if ctx.needs_input_grad[2] else None), None)
+
+
+_planar_op.register_autograd(_planar_op_grad, setup_context=_planar_op_setup)
 
 
 def _pack_perm(x_shape: tuple, rot_shape: tuple) -> tuple[list[int], int]:
@@ -330,12 +405,14 @@ def _dispatch(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tensor]
 
         return [rotate_triton(xs[0], rotation, layout)]
     if tracing():
-        if not exporting() and not rotation.is_planar and cpu_kernel.supports(xs, rotation.blocks):
+        compiling_on_cpu = not exporting() and all(x.device.type == "cpu" for x in xs)
+        if compiling_on_cpu and rotation.is_planar:
+            # Not the complex multiply traced: inductor's backward through it is wrong in torch 2.13 (the gradient
+            # of q off by up to 5 against the float64 oracle; aot_eager is right). Opaque, it is right and fast.
+            return [_planar_op(x, rotation.cos[0], rotation.sin[0], layout) for x in xs]
+        if compiling_on_cpu and cpu_kernel.supports(xs, rotation.blocks):
             # torch.compile on the CPU: the kernel, as one custom operator per tensor (see cpu_kernel.py)
             return [cpu_kernel.rotate_blocks_op(x, rotation.blocks[0], layout, rotation.orthogonal) for x in xs]
-        # Not the complex multiply under torch.compile, although inductor runs it in half the real form's time
-        # (planar, B=128, forward+backward): inductor's backward through it is wrong in torch 2.13 (the
-        # gradient of q off by up to 5 against the float64 oracle; aot_eager is right).
         return [_rotate_eager(x, rotation, layout) for x in xs]
     return _rotate_fast(xs, rotation, layout)
 

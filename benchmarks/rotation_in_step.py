@@ -91,6 +91,11 @@ def main(argv=None) -> None:
     if args.kept_inputs:
         args.methods += [m + KEPT for m in args.methods if ":" in m and not m.endswith(KEPT)]
     torch.set_num_threads(2)
+    # Every /compiled row compiles the same code object (forward, below) once per batch size; past dynamo's
+    # limit (8) the later rows would run eagerly without saying so.
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, len(args.methods) * len(args.batch) + 1)
     print(f"allocator: {liere.tune_allocator()}")
     for batch in args.batch:
         steps = {spec: _row(spec, batch) for spec in args.methods}

@@ -2,7 +2,9 @@
 # Stop 24's third script, nothing else running (2 threads), from a checkout pinned to one commit: after the
 # planar rotation became a custom operator under torch.compile (CPU), the rotation alone eager and compiled
 # for every method (benchmarks/rotation_in_step.py), then the whole step at batch 32 eager and compiled for
-# RoPE-Mixed and LieRE-8 (-> step32-compile-20261203-r10.json). Log: quiet-bench-20261203-r10.log.
+# RoPE-Mixed and LieRE-8 (-> step32-compile-20261203-r10.json). Log: quiet-bench-20261203-r10.log. A first run
+# (quiet-bench-20261203-r10-recompile-limit.log) hit dynamo's recompile limit: its last two compiled rows at
+# batch 128 ran eagerly; rotation_in_step.py and liere bench now raise the limit.
 cd "$(dirname "$0")/../.."
 P=${PYTHON:-.venv/bin/python}
 git log --oneline -1

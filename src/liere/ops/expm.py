@@ -55,12 +55,13 @@ MAX_SQUARINGS_F64 = 64
 _MAX_SQUARINGS_F32 = 8
 # From this many squarings on, float32 results get one orthogonalising step (see _expm_chunk).
 _POLISH_FROM = 6
-# Bytes per intermediate of one chunk in the CPU's chunked exponential: 8 MB. Smaller chunks hold fewer
-# recomputed squares at once (dense per-layer LieRE on a ViT-Tiny, batch 32: step peak 1.64x RoPE-Mixed's
-# with 32 MB chunks, 1.37x with 8 MB), but very small ones cost more in per-op thread synchronisation than
-# they save (2 MB chunks were 1.5-3x slower than one chunk on a heavily loaded 2-core VM; 8 MB was not
-# slower than 32 MB in an interleaved run under lighter load).
-_CHUNK_BYTES = 1 << 23
+# Bytes per intermediate of one chunk in the CPU's chunked exponential: 2 MB, so that a chunk's working set
+# (its polynomial, squares and gradient, ~14 intermediates in the backward) stays in this CPU's 32 MB L3.
+# Dense per-layer LieRE on a ViT-Tiny, batch 32 (4,608 exponentials of 64x64, one interleaved process on a
+# quiet machine): its 12 layers' rotation, forward and backward, took 1,027 ms with 8 MB chunks and 884 ms with
+# 2 MB (the exponentials alone: 1 MB and 512 kB chunks were no faster than 2 MB), the whole step 2,619 against
+# 2,393 ms, its peak 858 against 776 MB. Very small chunks cost more in per-op synchronisation than they save.
+_CHUNK_BYTES = 1 << 21
 # Inputs up to this size keep their polynomial and squares for the backward instead of recomputing them:
 # about (s + 6) times the input, ~100 MB for the 12 layers of LieRE-8 on a ViT-Tiny.
 _SAVE_INPUT_BYTES = 1 << 24

@@ -18,11 +18,16 @@ when it does not depend on them.
 An optional ``basis`` (Lb, Hb, r, r), Lb in {1, L} and Hb in {1, Hp}, is an
 orthogonal change of basis of the first r channels, shared by all tokens
 (STRING's P): the rotation is then B . R0 . B^T, with R0 the block form above.
+
+A rotation of L layers may instead hold one part per layer (``Rotation.from_layers``), each a rotation
+of one layer with its own tensors, and no (L, ...) tensor at all: what an encoding returns when the
+stacked tensor would be large (dense per-layer LieRE on the CPU, see ``BlockEncoding._compute``).
+``layer(i)`` returns part i; ``stacked()`` gives the one-tensor form.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -41,8 +46,31 @@ class Rotation:
     # every encoding in liere makes them: the CPU kernel's backward may then read the rotated q and k instead of
     # the inputs (ops/cpu_kernel.py). Leave False for blocks of other origin; it changes speed, never results.
     orthogonal: bool = False
+    # One rotation of one layer per layer, instead of the tensors above (see the module's docstring).
+    parts: tuple["Rotation", ...] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_layers(cls, parts) -> "Rotation":
+        """A rotation of len(parts) layers, layer i being ``parts[i]`` (one-layer rotations of equal shapes)."""
+        parts = tuple(parts)
+        if not parts or any(not isinstance(p, Rotation) for p in parts):
+            raise ValueError("Rotation.from_layers: expected a non-empty sequence of Rotation")
+        first = parts[0]
+        for p in parts:
+            if p.num_layers != 1:
+                raise ValueError(f"Rotation.from_layers: every part must hold one layer, got {p.num_layers}")
+            if (p.is_planar != first.is_planar or p._data.shape != first._data.shape or p.head_dim != first.head_dim
+                    or (p.basis is None) != (first.basis is None)):
+                raise ValueError("Rotation.from_layers: the parts differ in form or shape")
+        if len(parts) == 1:
+            return first
+        return cls(first.head_dim, orthogonal=all(p.orthogonal for p in parts), parts=parts)
 
     def __post_init__(self):
+        if self.parts is not None:
+            if any(t is not None for t in (self.cos, self.sin, self.blocks, self.basis)):
+                raise ValueError("Rotation: give either parts (one per layer) or tensors, not both")
+            return
         if (self.blocks is None) == (self.cos is None):
             raise ValueError("Rotation: give either cos and sin (planar form) or blocks, not both")
         if self.cos is not None and (self.sin is None or self.sin.shape != self.cos.shape):
@@ -54,15 +82,17 @@ class Rotation:
     # ----- shape --------------------------------------------------------------------
     @property
     def _data(self) -> Tensor:
+        if self.parts is not None:
+            return self.parts[0]._data
         return self.cos if self.blocks is None else self.blocks
 
     @property
     def is_planar(self) -> bool:
-        return self.blocks is None
+        return self.parts[0].is_planar if self.parts is not None else self.blocks is None
 
     @property
     def block_size(self) -> int:
-        return 2 if self.blocks is None else self.blocks.shape[-1]
+        return 2 if self.is_planar else self._data.shape[-1]
 
     @property
     def num_blocks(self) -> int:
@@ -70,7 +100,7 @@ class Rotation:
 
     @property
     def num_layers(self) -> int:
-        return self._data.shape[0]
+        return len(self.parts) if self.parts is not None else self._data.shape[0]
 
     @property
     def batch_size(self) -> int:
@@ -94,6 +124,10 @@ class Rotation:
 
     # ----- slicing ------------------------------------------------------------------
     def _index(self, dim: int, index) -> "Rotation":
+        if self.parts is not None:
+            if dim == 0:  # a layer's own part, or a selection of them
+                return self.stacked()._index(0, index) if not isinstance(index, int) else self.layer(index)
+            return Rotation.from_layers(p._index(dim, index) for p in self.parts)
         what = {0: "layer", 2: "heads", 3: "tokens"}.get(dim, "index")
         size = self._data.shape[dim]
         if isinstance(index, bool) or not isinstance(index, (int, slice, Tensor)):
@@ -128,7 +162,19 @@ class Rotation:
 
     def without_basis(self) -> "Rotation":
         """R0, the block part (the rotation itself when there is no basis)."""
+        if self.parts is not None:
+            return Rotation.from_layers(p.without_basis() for p in self.parts)
         return self if self.basis is None else replace(self, basis=None)
+
+    def stacked(self) -> "Rotation":
+        """The same rotation with one (L, ...) tensor per field (itself unless it holds per-layer parts)."""
+        if self.parts is None:
+            return self
+        cat = lambda ts: None if ts[0] is None else torch.cat(ts, 0)  # noqa: E731
+        fields = {name: cat([getattr(p, name) for p in self.parts]) for name in ("cos", "sin", "blocks")}
+        bases = [p.basis for p in self.parts]
+        basis = None if bases[0] is None else (bases[0] if all(b is bases[0] for b in bases) else torch.cat(bases, 0))
+        return Rotation(self.head_dim, basis=basis, orthogonal=self.orthogonal, **fields)
 
     def layer(self, index: int) -> "Rotation":
         """The rotation of one layer (a no-op when layers share generators)."""
@@ -136,6 +182,8 @@ class Rotation:
             return self
         if not -self.num_layers <= index < self.num_layers:
             raise IndexError(f"Rotation.layer: layer {index} out of range for {self.num_layers} layers")
+        if self.parts is not None:
+            return self.parts[index]
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return self._index(0, index)  # a traced graph fuses the slices; no Python-side cache there
         return self._layers()[index]
@@ -175,11 +223,15 @@ class Rotation:
         return self._index(3, index)
 
     def to(self, *args, **kwargs) -> "Rotation":
+        if self.parts is not None:
+            return Rotation.from_layers(p.to(*args, **kwargs) for p in self.parts)
         move = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
         return replace(self, cos=move(self.cos), sin=move(self.sin), blocks=move(self.blocks), basis=move(self.basis))
 
     def dense(self) -> Tensor:
         """The full (L, Bp, Hp, N, head_dim, head_dim) matrices, for tests and inspection."""
+        if self.parts is not None:
+            return torch.cat([p.dense() for p in self.parts], 0)
         if self.is_planar:
             c, s = self.cos, self.sin
             blocks = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)

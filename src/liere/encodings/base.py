@@ -37,6 +37,9 @@ __all__ = ["PositionEncoding", "RotaryEncoding", "PlanarEncoding", "BlockEncodin
 
 _J = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
 _CACHE_SIZE = 8
+# Above this many bytes of generators for all layers, the CPU makes each layer's rotation separately
+# (BlockEncoding._per_layer_batches): glibc's largest mmap threshold.
+_PER_LAYER_BYTES = 32 << 20
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -370,6 +373,8 @@ class RotaryEncoding(PositionEncoding):
         p = self.num_prefix_tokens
         if p == 0:
             return rotation
+        if rotation.parts is not None:
+            return Rotation.from_layers(self._pad_prefix(part) for part in rotation.parts)
         if rotation.is_planar:
             c, s = rotation.cos, rotation.sin
             shape = (*c.shape[:3], p, c.shape[4])
@@ -434,8 +439,31 @@ class BlockEncoding(RotaryEncoding):
         return torch.einsum("bnd,ldhmij->lbhnmij", positions, self.generator_blocks().to(positions.dtype))
 
     def _compute(self, positions: Tensor) -> Rotation:
+        if self._per_layer_batches(positions):
+            generators = self.generator_blocks().to(positions.dtype)
+            return Rotation.from_layers(
+                Rotation(self.head_dim, orthogonal=True, blocks=skew_expm(
+                    torch.einsum("bnd,dhmij->bhnmij", positions, g)[None], site=self._expm_site, recompute=True))
+                for g in generators.unbind(0))
         return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions), site=self._expm_site),
                         orthogonal=True)
+
+    def _per_layer_batches(self, positions: Tensor) -> bool:
+        """Whether to make each layer's rotation by itself (one exponential per layer) instead of all at once.
+
+        On the CPU, for a batch of layers larger than glibc's largest mmap threshold (32 MB; see
+        ``liere/allocator.py``): each such buffer (the generators at every position, the rotations, both
+        their gradients) is mapped fresh from the OS and faulted in again every step. Dense per-layer LieRE on
+        a ViT-Tiny (12 x 6 heads x 65 tokens of 64x64 at batch 32) made four of them, 75 MB each; one layer's
+        are 6.3 MB and stay on the heap. Each layer's backward recomputes its exponentials (as the batched
+        call does at that size), so the memory kept for the backward is the same.
+        """
+        b = self.block_size
+        if (self.param_layers == 1 or b <= 4 or positions.device.type != "cpu" or tracing()
+                or torch.compiler.is_compiling() or type(self)._blocks_at is not BlockEncoding._blocks_at):
+            return False
+        matrices = self.param_layers * positions.shape[0] * self.param_heads * positions.shape[1] * self.num_blocks
+        return matrices * b * b * positions.element_size() > _PER_LAYER_BYTES
 
 
 def skew_from_upper(params: Tensor, size: int) -> Tensor:

@@ -57,10 +57,11 @@ _MAX_SQUARINGS_F32 = 8
 _POLISH_FROM = 6
 # Bytes per intermediate of one chunk in the CPU's chunked exponential: 2 MB, so that a chunk's working set
 # (its polynomial, squares and gradient, ~14 intermediates in the backward) stays in this CPU's 32 MB L3.
-# Dense per-layer LieRE on a ViT-Tiny, batch 32 (4,608 exponentials of 64x64, one interleaved process on a
-# quiet machine): its 12 layers' rotation, forward and backward, took 1,027 ms with 8 MB chunks and 884 ms with
-# 2 MB (the exponentials alone: 1 MB and 512 kB chunks were no faster than 2 MB), the whole step 2,619 against
-# 2,393 ms, its peak 858 against 776 MB. Very small chunks cost more in per-op synchronisation than they save.
+# Dense per-layer LieRE on a ViT-Tiny, batch 32 (4,608 exponentials of 64x64), chunk sizes alternated round by
+# round in one process on a quiet machine: its 12 layers' rotation, forward and backward, took 1,027 ms with
+# 8 MB chunks and 884 ms with 2 MB; the exponentials alone were no faster with 1 MB or 512 kB chunks. Peak
+# memory did not change (858 MB for the step: the 75 MB batches set it, not the chunks). Very small chunks
+# cost more in per-op synchronisation than they save.
 _CHUNK_BYTES = 1 << 21
 # Inputs up to this size keep their polynomial and squares for the backward instead of recomputing them:
 # about (s + 6) times the input, ~100 MB for the 12 layers of LieRE-8 on a ViT-Tiny.
@@ -524,12 +525,12 @@ class _ExpmTaylorSS(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a: Tensor, static: bool, site: int | None):
+    def forward(ctx, a: Tensor, static: bool, site: int | None, recompute: bool = False):
         if static:
             ctx.count, ctx.kept = "static", None
             ctx.save_for_backward(a)
             return _expm_forward(a, "static")[0]
-        if not _keeps(a, site):
+        if recompute or not _keeps(a, site):
             ctx.kept = None
             ctx.save_for_backward(a)
             out, ctx.count = _forward_with_counts(a, site)
@@ -549,14 +550,14 @@ class _ExpmTaylorSS(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         a, *kept = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate
-            return differentiable_vjp(a, grad), None, None
+            return differentiable_vjp(a, grad), None, None, None
         if ctx.kept is None:
-            return _expm_backward(a, grad, ctx.count), None, None
+            return _expm_backward(a, grad, ctx.count), None, None, None
         common, starts = ctx.kept
         s, b, b2, b4, inner, mid, order, *squares = kept
         g = grad.reshape(-1, a.shape[-1], a.shape[-1]).to(b.dtype)
         g_a = _expm_chunk_backward(g, (s, b, b2, b4, inner, mid, squares, _Schedule(common, starts, order)))
-        return g_a.to(a.dtype).view(a.shape), None, None
+        return g_a.to(a.dtype).view(a.shape), None, None, None
 
 
 # Under torch.compile the exponential is one opaque operator: its body runs eagerly, so it reads the
@@ -656,11 +657,13 @@ def _expm_op_grad(ctx, grad: Tensor, _pack_grad, _counts_grad):
 _expm_op.register_autograd(_expm_op_grad, setup_context=_expm_op_setup)
 
 
-def expm_taylor_ss(a: Tensor, site: int | None = None) -> Tensor:
+def expm_taylor_ss(a: Tensor, site: int | None = None, recompute: bool = False) -> Tensor:
     """General-size exponential by scaling and squaring (any square ``a``; exact for skew).
 
     ``site`` (from ``new_site()``) lets an accelerator reuse the squaring count of this caller's earlier
     calls instead of synchronising to read it; without it, each call on an accelerator reads it once.
+    ``recompute`` makes an eager backward recompute the polynomial and squares instead of keeping them, whatever
+    the batch's size (for a caller that makes many such batches per step, see ``BlockEncoding._compute``).
     """
     if exporting():
         return _ExpmTaylorSS.apply(a, True, None)
@@ -670,14 +673,16 @@ def expm_taylor_ss(a: Tensor, site: int | None = None) -> Tensor:
         return _expm_op(a, -1 if site is None else site)[0]
     if not _uses_readback(a, site) and cpu_kernel.supports_expm(a):
         return cpu_kernel.skew_expm(a)
-    return _ExpmTaylorSS.apply(a, False, site)
+    return _ExpmTaylorSS.apply(a, False, site, recompute)
 
 
-def skew_expm(a: Tensor, site: int | None = None) -> Tensor:
+def skew_expm(a: Tensor, site: int | None = None, recompute: bool = False) -> Tensor:
     """exp(a) for a batch of skew-symmetric matrices (..., b, b), computed in the input dtype.
 
     Closed forms for b <= 4, scaling and squaring otherwise. Callers pass float32
     (or float64 for tests); half precision is not accurate enough for angles.
+    ``recompute=True`` makes the backward of b >= 5 recompute the forward's intermediates even for a batch
+    small enough to keep them (``expm_taylor_ss``).
     """
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"skew_expm: expected a batch of square matrices (..., b, b), got shape {tuple(a.shape)}")
@@ -690,4 +695,4 @@ def skew_expm(a: Tensor, site: int | None = None) -> Tensor:
         return _expm_3x3(a)
     if size == 4:
         return _expm_4x4(a)
-    return expm_taylor_ss(a, site)
+    return expm_taylor_ss(a, site, recompute)

@@ -7,6 +7,8 @@ batched path itself.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -97,6 +99,7 @@ def test_slicing_moving_and_stacking_keep_the_rotation(per_layer):
     torch.testing.assert_close(rotation._index(0, slice(1, 3)).dense(), full[1:3])
     with pytest.raises(IndexError, match="layer 3 out of range"):
         rotation.layer(3)
+    assert rotation.layer(1).orthogonal and not dataclasses.replace(rotation, orthogonal=False).layer(1).orthogonal
 
 
 def test_prefix_tokens_get_the_identity(per_layer):

@@ -183,7 +183,8 @@ class Rotation:
         if not -self.num_layers <= index < self.num_layers:
             raise IndexError(f"Rotation.layer: layer {index} out of range for {self.num_layers} layers")
         if self.parts is not None:
-            return self.parts[index]
+            part = self.parts[index]  # ``replace(rotation, orthogonal=False)`` reaches the parts too
+            return part if part.orthogonal == self.orthogonal else replace(part, orthogonal=self.orthogonal)
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return self._index(0, index)  # a traced graph fuses the slices; no Python-side cache there
         return self._layers()[index]

@@ -35,6 +35,7 @@ import time
 import torch
 
 import liere
+from liere.bench import _allow_recompiles
 from liere.positions import grid
 
 LAYERS, HEADS, HEAD_DIM, SIDE = 12, 6, 64, 8
@@ -91,11 +92,9 @@ def main(argv=None) -> None:
     if args.kept_inputs:
         args.methods += [m + KEPT for m in args.methods if ":" in m and not m.endswith(KEPT)]
     torch.set_num_threads(2)
-    # Every /compiled row compiles the same code object (forward, below) once per batch size; past dynamo's
+    # Every /compiled row compiles the same code object (forward, above) once per batch size; past dynamo's
     # limit (8) the later rows would run eagerly without saying so.
-    import torch._dynamo.config as dynamo_config
-
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, len(args.methods) * len(args.batch) + 1)
+    _allow_recompiles(len(args.methods) * len(args.batch))
     print(f"allocator: {liere.tune_allocator()}")
     for batch in args.batch:
         steps = {spec: _row(spec, batch) for spec in args.methods}

@@ -146,7 +146,7 @@ def test_inductor_block_rotation_runs_the_cpu_kernel_and_matches_float64(name, b
     from liere.ops import cpu_kernel
     from liere.ops.apply import _rotate_eager
 
-    from ._helpers import build, oracle_with_prefix, rotate_dense
+    from ._helpers import build
 
     if not cpu_kernel.available():
         pytest.skip(f"CPU kernels unavailable: {cpu_kernel.status()}")
@@ -154,6 +154,22 @@ def test_inductor_block_rotation_runs_the_cpu_kernel_and_matches_float64(name, b
     gen = torch.Generator().manual_seed(7)
     positions = random_positions(6, 2, scale=2.0, generator=gen)
     q, k, w = (torch.randn(3, 2, 6, 16, generator=gen) for _ in range(3))
+    param_grads = _inductor_rotation_matches_oracle(pe, layout, positions, q, k, w,
+                                                    torch.ops.liere.cpu_block_rotate_v1, atol=2e-5)
+    pe64 = build(name, head_dim=16, num_heads=2, block_size=block_size).double()
+    pe64.load_state_dict(pe.state_dict())
+    rot = pe64.rotation(positions.double())
+    ref = sum((_rotate_eager(t.double(), rot.layer(0), "bhnd") * w.double()).sum() for t in (q, k))
+    ref_grads = torch.autograd.grad(ref, [p for p in pe64.parameters() if p.requires_grad])
+    for a, b in zip(param_grads, ref_grads):
+        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
+
+
+def _inductor_rotation_matches_oracle(pe, layout, positions, q, k, w, op, atol):
+    """Rotate q and k (B, H, N, D) by ``pe`` under inductor (in ``layout``), assert ``op`` is in its graphs, check
+    the rotated q, k and the gradients of sum(w . (q' + k')) to q and k against the float64 matrix_exp oracle;
+    return the gradients of the encoding's trainable parameters."""
+    from ._helpers import oracle_with_prefix, rotate_dense
 
     def rotate(q, k, positions):
         qb, kb = (t.transpose(1, 2) for t in (q, k)) if layout == "bnhd" else (q, k)
@@ -165,21 +181,15 @@ def test_inductor_block_rotation_runs_the_cpu_kernel_and_matches_float64(name, b
     qr, kr = torch.compile(rotate, backend=inductor_recording(calls), fullgraph=True)(qx, kx, positions)
     params = [p for p in pe.parameters() if p.requires_grad]
     got = torch.autograd.grad(((qr + kr) * w).sum(), [qx, kx, *params])
-    assert torch.ops.liere.cpu_block_rotate_v1.default in called(calls)
+    assert op.default in called(calls)
 
     matrices = oracle_with_prefix(pe, positions)  # (H, N, D, D) float64
-    torch.testing.assert_close(qr.double(), rotate_dense(matrices, q), atol=2e-5, rtol=0)
-    torch.testing.assert_close(kr.double(), rotate_dense(matrices, k), atol=2e-5, rtol=0)
-    expected = torch.einsum("hnji,bhnj->bhni", matrices, w.double())  # d/dq sum(w . R q) = R^T w
-    torch.testing.assert_close(got[0].double(), expected, atol=2e-5, rtol=0)
-    torch.testing.assert_close(got[1].double(), expected, atol=2e-5, rtol=0)
-    pe64 = build(name, head_dim=16, num_heads=2, block_size=block_size).double()
-    pe64.load_state_dict(pe.state_dict())
-    rot = pe64.rotation(positions.double())
-    ref = sum((_rotate_eager(t.double(), rot.layer(0), "bhnd") * w.double()).sum() for t in (q, k))
-    ref_grads = torch.autograd.grad(ref, [p for p in pe64.parameters() if p.requires_grad])
-    for a, b in zip(got[2:], ref_grads):
-        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(qr.double(), rotate_dense(matrices, q), atol=atol, rtol=0)
+    torch.testing.assert_close(kr.double(), rotate_dense(matrices, k), atol=atol, rtol=0)
+    expected = torch.einsum("hnji,bhnj->bhni", matrices, w.double())  # d/dq sum(w . R q) = R^T w, token by token
+    torch.testing.assert_close(got[0].double(), expected, atol=atol, rtol=0)
+    torch.testing.assert_close(got[1].double(), expected, atol=atol, rtol=0)
+    return got[2:]
 
 
 @pytest.mark.parametrize("spread", ["one count", "counts 0 to 3"])
@@ -227,7 +237,7 @@ def test_inductor_planar_rotation_matches_float64(name, layout):
     and the gradients of q, k and the frequencies, against the float64 oracle."""
     from oracle import random_positions
 
-    from ._helpers import build, oracle_with_prefix, rotate_dense
+    from ._helpers import build, rotate_dense
 
     pe = build(name, head_dim=16, num_heads=2)
     gen = torch.Generator().manual_seed(5)
@@ -235,27 +245,9 @@ def test_inductor_planar_rotation_matches_float64(name, layout):
     q = torch.randn(3, 2, 6, 16, generator=gen)
     k = torch.randn(3, 2, 6, 16, generator=gen)
     w = torch.randn(3, 2, 6, 16, generator=gen)
-
-    def rotate(q, k, positions):
-        qb, kb = (t.transpose(1, 2) for t in (q, k)) if layout == "bnhd" else (q, k)
-        qr, kr = liere.apply_rotation_qk(qb, kb, pe.rotation(positions), layout=layout)
-        return (qr.transpose(1, 2), kr.transpose(1, 2)) if layout == "bnhd" else (qr, kr)
-
-    qx, kx = q.clone().requires_grad_(), k.clone().requires_grad_()
-    calls: list = []
-    qr, kr = torch.compile(rotate, backend=inductor_recording(calls), fullgraph=True)(qx, kx, positions)
-    params = [p for p in pe.parameters() if p.requires_grad]
-    got = torch.autograd.grad(((qr + kr) * w).sum(), [qx, kx, *params])
-    assert torch.ops.liere.planar_rotate_v1.default in called(calls)
-
-    matrices = oracle_with_prefix(pe, positions)  # (H, N, D, D) float64
-    torch.testing.assert_close(qr.double(), rotate_dense(matrices, q), atol=1e-5, rtol=0)
-    torch.testing.assert_close(kr.double(), rotate_dense(matrices, k), atol=1e-5, rtol=0)
-    # d/dq of sum(w . R q) is R^T w, token by token.
-    expected = torch.einsum("hnji,bhnj->bhni", matrices, w.double())
-    torch.testing.assert_close(got[0].double(), expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(got[1].double(), expected, atol=1e-5, rtol=0)
-    if not params:  # rope_axial's frequencies are fixed
+    param_grads = _inductor_rotation_matches_oracle(pe, layout, positions, q, k, w,
+                                                    torch.ops.liere.planar_rotate_v1, atol=1e-5)
+    if not param_grads:  # rope_axial's frequencies are fixed
         return
     # The frequencies' gradient against float64 autograd through the eager real form of the same rotation.
     pe64 = build(name, head_dim=16, num_heads=2).double()
@@ -263,7 +255,7 @@ def test_inductor_planar_rotation_matches_float64(name, layout):
     rot = pe64.rotation(positions.double())
     ref = sum((rotate_dense(_dense(rot, 2), t.double()) * w.double()).sum() for t in (q, k))
     ref_grads = torch.autograd.grad(ref, [p for p in pe64.parameters() if p.requires_grad])
-    for a, b in zip(got[2:], ref_grads):
+    for a, b in zip(param_grads, ref_grads):
         torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
 
 

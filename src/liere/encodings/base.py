@@ -436,16 +436,17 @@ class BlockEncoding(RotaryEncoding):
 
     def _blocks_at(self, positions: Tensor) -> Tensor:
         """G(p) blocks (L, B', Hp, N, M, b, b); override when the structure allows a cheaper form."""
-        return torch.einsum("bnd,ldhmij->lbhnmij", positions, self.generator_blocks().to(positions.dtype))
+        return _generator_field(positions, self.generator_blocks().to(positions.dtype))
 
     def _compute(self, positions: Tensor) -> Rotation:
-        if self._per_layer_batches(positions):
-            generators = self.generator_blocks().to(positions.dtype)
-            return Rotation.from_layers(
-                Rotation(self.head_dim, orthogonal=True, blocks=skew_expm(
-                    torch.einsum("bnd,dhmij->bhnmij", positions, g)[None], site=self._expm_site, recompute=True))
-                for g in generators.unbind(0))
-        return Rotation(self.head_dim, blocks=skew_expm(self._blocks_at(positions), site=self._expm_site),
+        if not self._per_layer_batches(positions):
+            return self._exponential(self._blocks_at(positions))
+        generators = self.generator_blocks().to(positions.dtype)
+        return Rotation.from_layers(self._exponential(_generator_field(positions, g), recompute=True)
+                                    for g in generators.split(1))
+
+    def _exponential(self, field: Tensor, recompute: bool = False) -> Rotation:
+        return Rotation(self.head_dim, blocks=skew_expm(field, site=self._expm_site, recompute=recompute),
                         orthogonal=True)
 
     def _per_layer_batches(self, positions: Tensor) -> bool:
@@ -464,6 +465,11 @@ class BlockEncoding(RotaryEncoding):
             return False
         matrices = self.param_layers * positions.shape[0] * self.param_heads * positions.shape[1] * self.num_blocks
         return matrices * b * b * positions.element_size() > _PER_LAYER_BYTES
+
+
+def _generator_field(positions: Tensor, generators: Tensor) -> Tensor:
+    """sum_k p_k A_k: positions (B', N, d), generators (L, d, Hp, M, b, b) -> (L, B', Hp, N, M, b, b)."""
+    return torch.einsum("bnd,ldhmij->lbhnmij", positions, generators)
 
 
 def skew_from_upper(params: Tensor, size: int) -> Tensor:

@@ -127,14 +127,20 @@ def _complex_pairs(x: Tensor, pairs: int, dtype: torch.dtype) -> Tensor:
     return torch.view_as_complex(xr)
 
 
-def _fast_planar(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-    """x' = x * (cos + i sin) on interleaved pairs; cos, sin: (Bp, Hp, N, M)."""
+def _pairs_and_phase(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> tuple[Tensor, Tensor, int, torch.dtype]:
+    """The rotated pairs of x as complex numbers z, the phase cos + i sin laid out as x, the number of pairs, and
+    the dtype the product runs in."""
     dtype = _math_dtype(x, cos)
     if layout == "bnhd":
         cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)
     pairs = cos.shape[-1]
-    phase = torch.complex(cos.to(dtype), sin.to(dtype))
-    out = torch.view_as_real(_complex_pairs(x, pairs, dtype) * phase).flatten(-2)
+    return _complex_pairs(x, pairs, dtype), torch.complex(cos.to(dtype), sin.to(dtype)), pairs, dtype
+
+
+def _fast_planar(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    """x' = x * (cos + i sin) on interleaved pairs; cos, sin: (Bp, Hp, N, M)."""
+    z, phase, pairs, dtype = _pairs_and_phase(x, cos, sin, layout)
+    out = torch.view_as_real(z * phase).flatten(-2)
     if 2 * pairs < x.shape[-1]:
         out = torch.cat((out, x[..., 2 * pairs :].to(dtype)), -1)
     return out.to(x.dtype)
@@ -147,13 +153,9 @@ def _fast_planar(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
 def _planar_new(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
     """x' = x * (cos + i sin) as ``_fast_planar``, written into a new contiguous tensor (a custom operator's
     result must have the strides its shape-only version promises)."""
-    dtype = _math_dtype(x, cos)
-    if layout == "bnhd":
-        cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)
-    pairs = cos.shape[-1]
+    z, phase, pairs, dtype = _pairs_and_phase(x, cos, sin, layout)
     out = torch.empty(x.shape, dtype=dtype, device=x.device)
     head = out[..., : 2 * pairs].unflatten(-1, (pairs, 2))
-    z, phase = _complex_pairs(x, pairs, dtype), torch.complex(cos.to(dtype), sin.to(dtype))
     if x.shape[-1] % 2 == 0:  # complex pairs of out are a view: one pass
         torch.mul(z, phase, out=torch.view_as_complex(head))
     else:

@@ -347,18 +347,51 @@ def _logical_shape(x: Tensor, layout: str) -> tuple:
     return tuple(x.shape) if layout == "bhnd" else (x.shape[0], x.shape[2], x.shape[1], x.shape[3])
 
 
-def _fast_blocks(xs: list[Tensor], blocks: Tensor, layout: str, orthogonal: bool = False):
-    """blocks (Bp, Hp, N, M, b, b): rotate every tensor in xs, by the CPU kernel or one packed bmm."""
+def _fast_blocks(xs: list[Tensor], blocks: Tensor, layout: str, orthogonal: bool = False,
+                 rotation: Rotation | None = None):
+    """blocks (Bp, Hp, N, M, b, b): rotate every tensor in xs, by the CPU kernel or one packed bmm. ``rotation``:
+    the one-layer rotation the blocks come from, which may keep the kernel's transposes (``_transposed_blocks``)."""
     if cpu_kernel.supports(xs, blocks):
-        return cpu_kernel.rotate_blocks(xs, blocks, layout, orthogonal)
+        keep = rotation is not None and blocks.shape[-1] in cpu_kernel.TILE_WIDTHS
+        transposed = _transposed_blocks(rotation) if keep else None
+        return cpu_kernel.rotate_blocks(xs, blocks, layout, orthogonal, transposed)
     return _PackedBlockRotate.apply(blocks, layout, *xs)
+
+
+def _transposed_blocks(rotation: Rotation) -> Tensor | None:
+    """The CPU kernel's R^T (float32, contiguous) of a one-layer rotation applied more than once, kept on it.
+
+    A rotation shared by the layers is applied by each of them: dense LieRE's 6.4 MB transpose was made 12 times a
+    step. It is kept from the second use on (a rotation used once, as each layer's own, keeps nothing: 12 of them
+    held until the step ends would add 77 MB to dense per-layer LieRE's peak), and made again if the blocks were
+    changed in place since.
+    """
+    blocks = rotation.blocks
+    seen = rotation.__dict__.get("_transposed")
+    if seen is None or seen[0] is not blocks or seen[1] != blocks._version:
+        object.__setattr__(rotation, "_transposed", (blocks, blocks._version, None))
+        return None
+    if seen[2] is None:
+        seen = (blocks, blocks._version, _only_layer(blocks).detach().to(torch.float32).mT.contiguous())
+        object.__setattr__(rotation, "_transposed", seen)
+    return seen[2]
+
+
+def _only_layer(t: Tensor) -> Tensor:
+    """A one-layer rotation's tensor without its layer axis. Not ``t[0]``: the backward of ``select`` makes a
+    zero-filled tensor of the input's size and copies the gradient in, per call; a rotation shared by 12 layers
+    paid that 12 times a step (dense LieRE: 12 x 6.4 MB filled, copied and summed). ``squeeze``'s backward is a
+    view."""
+    if t.shape[0] != 1:
+        raise ValueError(f"expected a one-layer rotation tensor, got shape {tuple(t.shape)}")
+    return t.squeeze(0)
 
 
 def _rotate_fast(xs: list[Tensor], rotation: Rotation, layout: str) -> list[Tensor]:
     with torch.autocast(device_type=xs[0].device.type, enabled=False):
         if rotation.is_planar:
-            return [_fast_planar(x, rotation.cos[0], rotation.sin[0], layout) for x in xs]
-        out = _fast_blocks(xs, rotation.blocks[0], layout, rotation.orthogonal)
+            return [_fast_planar(x, _only_layer(rotation.cos), _only_layer(rotation.sin), layout) for x in xs]
+        out = _fast_blocks(xs, _only_layer(rotation.blocks), layout, rotation.orthogonal, rotation)
         return list(out) if isinstance(out, tuple) else [out]
 
 

@@ -36,10 +36,12 @@ from torch import Tensor
 from .._env import turned_off
 
 __all__ = ["available", "status", "enabled", "rotate_blocks", "skew_expm", "ready_in_graph", "rotate_blocks_op",
-           "skew_expm_op"]
+           "skew_expm_op", "tile_bmm", "supports_tile_bmm"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
-_NAMESPACE = "liere_cpu_v2"  # bump with any change to the operators' schemas
+_NAMESPACE = "liere_cpu_v3"  # bump with any change to the operators' schemas
+# Part of the cache key: bump when the build's flags change, so that no cached build made otherwise is loaded.
+_BUILD_VERSION = "openmp"
 _lock = threading.Lock()
 _state: dict = {"loaded": None, "reason": "", "override": None}
 
@@ -83,6 +85,7 @@ def _build_flags() -> list[str]:
 def _library_path() -> Path:
     key = hashlib.sha256()
     key.update(_SOURCE.read_bytes())
+    key.update(_BUILD_VERSION.encode())
     key.update(f"{torch.__version__}|{sys.platform}|{_cpu_signature()}".encode())
     return _cache_dir() / f"liere_cpu-{key.hexdigest()[:16]}.so"
 
@@ -98,17 +101,21 @@ def _compile(target: Path) -> None:
     try:
         errors, flags = [], _build_flags()
         # torch >= 2.14's headers need C++20, older compilers may lack it; some compilers (older clang on
-        # arm64) reject -march=native. The first combination that builds wins.
-        for std in ("-std=c++20", "-std=c++17"):
-            for arch in (["-march=native"], []):
-                done = subprocess.run([cxx, std, *arch, str(_SOURCE), "-o", tmp, *flags],
-                                      capture_output=True, text=True)
-                if done.returncode == 0:
-                    os.replace(tmp, target)
-                    return
-                lines = done.stderr.strip().splitlines()
-                errors.append(next((ln for ln in lines if "error" in ln), lines[-1] if lines else
-                                   f"exit code {done.returncode}"))
+        # arm64) reject -march=native; Apple's clang has no -fopenmp. The first combination that builds wins.
+        # -fopenmp matters: torch's at::parallel_for is an OpenMP pragma in its header, so without it every
+        # kernel ran on one thread (found 2026-12-03: the tile products took 1.3 ms where 2 threads take 0.6).
+        # The library then uses the OpenMP runtime torch has already loaded (same soname), not a second one.
+        combos = [(std, arch, omp) for std in ("-std=c++20", "-std=c++17") for arch in (["-march=native"], [])
+                  for omp in (["-fopenmp"], [])]
+        for std, arch, omp in combos:
+            done = subprocess.run([cxx, std, *arch, *omp, str(_SOURCE), "-o", tmp, *flags],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(tmp, target)
+                return
+            lines = done.stderr.strip().splitlines()
+            errors.append(next((ln for ln in lines if "error" in ln), lines[-1] if lines else
+                               f"exit code {done.returncode}"))
         raise RuntimeError(f"{Path(cxx).name} failed: {errors[0].strip()}")
     finally:
         if os.path.exists(tmp):
@@ -198,11 +205,17 @@ def _ready() -> bool:
     return ready_in_graph() if torch.compiler.is_compiling() else available()
 
 
+# Block widths the kernels multiply as register tiles (csrc: "tile products"): one row of C per row of q or k
+# would be a matrix-vector product, bound by loads; these sum six rows at once. Also the widths of ``tile_bmm``.
+TILE_WIDTHS = (32, 48, 64)
+
+
 def supports(xs: list[Tensor], blocks: Tensor) -> bool:
-    """CPU tensors, block size 2-32, and float32 or half-precision inputs (float64 stays on the bmm: gradcheck)."""
+    """CPU tensors, block size 2-32, 48 or 64, and float32 or half-precision inputs (float64 stays on the bmm:
+    gradcheck)."""
     b = blocks.shape[-1]
     wide = torch.float64
-    return (2 <= b <= 32 and blocks.device.type == "cpu" and blocks.dtype != wide
+    return ((2 <= b <= 32 or b in TILE_WIDTHS) and blocks.device.type == "cpu" and blocks.dtype != wide
             and all(x.device.type == "cpu" and x.dtype != wide for x in xs) and _ready())
 
 
@@ -237,9 +250,10 @@ class _KernelBlockRotate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, blocks: Tensor, layout: str, orthogonal: bool, *xs: Tensor):
+    def forward(ctx, blocks: Tensor, transposed: Tensor | None, layout: str, orthogonal: bool, *xs: Tensor):
         r = blocks.detach().to(torch.float32).contiguous()
-        r_t = r.mT.contiguous()  # once for q and k
+        # once for q and k; a rotation applied by several layers passes its own, made once (apply.py)
+        r_t = r.mT.contiguous() if transposed is None else transposed
         outs = [_rotate(x, r_t, layout, r.shape[-3] * r.shape[-1]).to(x.dtype) for x in xs]
         ctx.layout, ctx.x_meta = layout, [(x.shape, x.dtype, x.device) for x in xs]
         # The blocks themselves, not r: a second derivative (create_graph) must reach their history.
@@ -264,21 +278,23 @@ class _KernelBlockRotate(torch.autograd.Function):
                 g_xs.append(None)
                 continue
             saved = outs[i] if want_blocks and from_outputs else xs[i] if want_blocks else None
-            g_x, part = _grads_of_one(g, r, ctx.layout, saved, from_outputs, ctx.needs_input_grad[3 + i], want_blocks)
+            g_x, part = _grads_of_one(g, r, ctx.layout, saved, from_outputs, ctx.needs_input_grad[4 + i], want_blocks,
+                                      into=g_blocks)
             g_xs.append(g_x)
-            if part is not None:
+            if part is not None and part is not g_blocks:
                 g_blocks = part if g_blocks is None else g_blocks.add_(part)
         if g_blocks is not None:
             g_blocks = g_blocks.to(blocks.dtype)
-        return (g_blocks, None, None, *g_xs)
+        return (g_blocks, None, None, None, *g_xs)
 
 
 def _grads_of_one(g: Tensor, r: Tensor, layout: str, saved: Tensor | None, from_output: bool, want_x: bool,
-                  want_blocks: bool) -> tuple[Tensor | None, Tensor | None]:
+                  want_blocks: bool, into: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
     """The gradients of x' = R x to x (in g's dtype) and to the blocks r (float32), from one incoming gradient g.
 
     r: the blocks, float32 contiguous. saved: the rotated output y (``from_output``, orthogonal blocks) or the
-    input x; needed only for the blocks' gradient.
+    input x; needed only for the blocks' gradient. ``into``: an earlier tensor's blocks gradient, which tile widths
+    add this one's to in place (and return); other widths return their own.
     """
     ops, rotated = getattr(torch.ops, _NAMESPACE), r.shape[-3] * r.shape[-1]
     if want_blocks and from_output:
@@ -298,8 +314,9 @@ def _grads_of_one(g: Tensor, r: Tensor, layout: str, saved: Tensor | None, from_
     g_x = _rotate(g, r, layout, rotated).to(g.dtype) if want_x else None
     part = None
     if want_blocks:
-        part = torch.empty_like(r)
-        ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(saved, layout)), part)
+        add = into is not None and r.shape[-1] in TILE_WIDTHS
+        part = into if add else torch.empty_like(r)
+        ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(saved, layout)), part, add)
     return g_x, part
 
 
@@ -323,18 +340,43 @@ def _differentiable_backward(ctx, blocks: Tensor, xs: list[Tensor], grads):
     got = torch.autograd.grad([o for o, _ in pairs], wrt, [g.to(o.dtype) for o, g in pairs], create_graph=True,
                               allow_unused=True)
     g_blocks = got[0] if ctx.needs_input_grad[0] else None
-    g_xs = [None if g is None or not ctx.needs_input_grad[3 + i] else g.to(meta[1])
+    g_xs = [None if g is None or not ctx.needs_input_grad[4 + i] else g.to(meta[1])
             for i, (g, meta) in enumerate(zip(got[len(wrt) - len(inputs):], ctx.x_meta))]
-    return (g_blocks, None, None, *g_xs)
+    return (g_blocks, None, None, None, *g_xs)
 
 
-def rotate_blocks(xs: list[Tensor], blocks: Tensor, layout: str, orthogonal: bool = False):
+def rotate_blocks(xs: list[Tensor], blocks: Tensor, layout: str, orthogonal: bool = False,
+                  transposed: Tensor | None = None):
     """Rotate every tensor in xs by blocks (Bp, Hp, N, M, b, b); a tuple for several tensors, else one tensor.
 
     ``orthogonal``: the caller knows every block is orthogonal (see ``_KernelBlockRotate``); False is always
-    correct, True for other blocks gives wrong gradients of the blocks.
+    correct, True for other blocks gives wrong gradients of the blocks. ``transposed``: the blocks' float32
+    transposes, contiguous, when the caller keeps them (else made here).
     """
-    return _KernelBlockRotate.apply(blocks, layout, bool(orthogonal), *xs)
+    return _KernelBlockRotate.apply(blocks, transposed, layout, _reads_outputs(blocks, orthogonal), *xs)
+
+
+def _reads_outputs(blocks: Tensor, orthogonal: bool) -> bool:
+    """Whether the backward reads the rotated outputs instead of the inputs (orthogonal blocks only). Not for
+    tile widths: the blocks' gradient would then need one more product per matrix, (sum g y^T) A, where the
+    inputs are read where they lie (strided views of the qkv projection) at no cost."""
+    return bool(orthogonal) and blocks.shape[-1] not in TILE_WIDTHS
+
+
+def supports_tile_bmm(*ts: Tensor) -> bool:
+    """Whether ``tile_bmm`` takes these (n, M, K) @ (n, K, W) operands: float32 CPU, W in TILE_WIDTHS, not traced."""
+    return (all(t.device.type == "cpu" and t.dtype == torch.float32 and t.ndim == 3 for t in ts)
+            and ts[-1].shape[-1] in TILE_WIDTHS and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and available())
+
+
+def tile_bmm(a: Tensor, b: Tensor, out: Tensor | None = None, add: bool = False) -> Tensor:
+    """out = a @ b (or out += a @ b with ``add``) for batches of small matrices, by the register-tile kernel;
+    not differentiable (expm.py's hand-written backward calls it). ``out`` must have unit stride along its rows."""
+    if out is None:
+        out = torch.empty(a.shape[0], a.shape[1], b.shape[2], dtype=a.dtype, device=a.device)
+    getattr(torch.ops, _NAMESPACE).tile_bmm(a, b, out, add)
+    return out
 
 
 # ----- exponentials ---------------------------------------------------------------------------------------
@@ -421,8 +463,8 @@ def _(grad, blocks, saved, layout, from_output, want_x, want_blocks):
 
 def _rotate_op_setup(ctx, inputs, output) -> None:
     x, blocks, layout, orthogonal = inputs
-    ctx.layout, ctx.from_output = layout, orthogonal
-    ctx.save_for_backward(blocks, output if orthogonal else x)
+    ctx.layout, ctx.from_output = layout, _reads_outputs(blocks, orthogonal)
+    ctx.save_for_backward(blocks, output if ctx.from_output else x)
 
 
 def _rotate_op_grad(ctx, grad: Tensor):

@@ -4,12 +4,15 @@ Eager PyTorch has no one-pass way to multiply every b-channel block of q and k
 by its own small matrix: the packed ``bmm`` in ``apply.py`` copies q and k into
 a buffer and back (five passes over them forward, ten backward). The rotation
 kernel reads each input once and writes each output once. The exponential
-kernel runs ``expm.py``'s algorithm on one 8x8 or 16x16 matrix at a time in
-vector registers, where the torch path makes a pass over the whole batch per
-operation.
+kernel runs ``expm.py``'s algorithm on one matrix at a time (8x8 to 64x64) in
+vector registers and L1/L2, where the torch path makes a pass over the whole
+batch per operation. Blocks of 32 to 64 (dense LieRE) multiply on register
+tiles, six rows at a time: 3.5x torch.bmm's speed at 64x64 on this project's
+AMD CPU, where MKL runs a generic path.
 
 They are compiled with the C++ compiler on the PATH (``$CXX``, else ``c++``,
-``g++`` or ``clang++``) against the installed torch, about 10 s, and cached
+``g++`` or ``clang++``) against the installed torch, with OpenMP (torch's
+``at::parallel_for`` is an OpenMP pragma), about 25 s, and cached
 under ``$LIERE_CACHE_DIR`` (default ``~/.cache/liere``) keyed by the source,
 the torch version and the CPU, so a cluster of mixed machines never loads a
 build for another instruction set. Where no compiler works, a warning says so
@@ -36,7 +39,7 @@ from torch import Tensor
 from .._env import turned_off
 
 __all__ = ["available", "status", "enabled", "rotate_blocks", "skew_expm", "ready_in_graph", "rotate_blocks_op",
-           "skew_expm_op", "tile_bmm", "supports_tile_bmm"]
+           "skew_expm_op"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
 _NAMESPACE = "liere_cpu_v3"  # bump with any change to the operators' schemas
@@ -206,7 +209,7 @@ def _ready() -> bool:
 
 
 # Block widths the kernels multiply as register tiles (csrc: "tile products"): one row of C per row of q or k
-# would be a matrix-vector product, bound by loads; these sum six rows at once. Also the widths of ``tile_bmm``.
+# would be a matrix-vector product, bound by loads; these sum six rows at once.
 TILE_WIDTHS = (32, 48, 64)
 
 
@@ -254,7 +257,10 @@ class _KernelBlockRotate(torch.autograd.Function):
         r = blocks.detach().to(torch.float32).contiguous()
         # once for q and k; a rotation applied by several layers passes its own, made once (apply.py)
         r_t = r.mT.contiguous() if transposed is None else transposed
-        outs = [_rotate(x, r_t, layout, r.shape[-3] * r.shape[-1]).to(x.dtype) for x in xs]
+        if r.shape[-1] in TILE_WIDTHS:
+            outs = _rotate_tiles(xs, r_t, layout, r.shape[-3] * r.shape[-1])
+        else:
+            outs = [_rotate(x, r_t, layout, r.shape[-3] * r.shape[-1]).to(x.dtype) for x in xs]
         ctx.layout, ctx.x_meta = layout, [(x.shape, x.dtype, x.device) for x in xs]
         # The blocks themselves, not r: a second derivative (create_graph) must reach their history.
         ctx.save_for_backward(blocks, *(xs if ctx.needs_input_grad[0] else ()))
@@ -272,29 +278,65 @@ class _KernelBlockRotate(torch.autograd.Function):
         r = blocks.detach().to(torch.float32).contiguous()
         want_blocks = ctx.needs_input_grad[0]
         from_outputs = outs is not None and [o._version for o in outs] == ctx.out_versions
+        if r.shape[-1] in TILE_WIDTHS and all(g is not None for g in grads):
+            g_xs, g_blocks = _tile_grads(grads, r, ctx.layout, xs if want_blocks else None,
+                                         [ctx.needs_input_grad[4 + i] for i in range(len(grads))])
+            return (None if g_blocks is None else g_blocks.to(blocks.dtype), None, None, None, *g_xs)
         g_xs, g_blocks = [], None
         for i, g in enumerate(grads):
             if g is None:
                 g_xs.append(None)
                 continue
             saved = outs[i] if want_blocks and from_outputs else xs[i] if want_blocks else None
-            g_x, part = _grads_of_one(g, r, ctx.layout, saved, from_outputs, ctx.needs_input_grad[4 + i], want_blocks,
-                                      into=g_blocks)
+            g_x, part = _grads_of_one(g, r, ctx.layout, saved, from_outputs, ctx.needs_input_grad[4 + i], want_blocks)
             g_xs.append(g_x)
-            if part is not None and part is not g_blocks:
+            if part is not None:
                 g_blocks = part if g_blocks is None else g_blocks.add_(part)
         if g_blocks is not None:
             g_blocks = g_blocks.to(blocks.dtype)
         return (g_blocks, None, None, None, *g_xs)
 
 
+def _rotate_tiles(xs: list[Tensor], r_t: Tensor, layout: str, rotated: int) -> list[Tensor]:
+    """R x for every x at once (block widths 32-64): each matrix multiplies the rows of q and of k together, so it
+    is read once per layer, not once per tensor. New tensors like the xs (float32 math)."""
+    outs = [torch.empty(x.shape, dtype=torch.float32, device=x.device) for x in xs]
+    xvs = [_float32_rows(_logical(x, layout)) for x in xs]
+    ovs = [_logical(o, layout) for o in outs]
+    getattr(torch.ops, _NAMESPACE).rotate_tiles(xvs, r_t, ovs)
+    for xv, ov in zip(xvs, ovs):
+        if rotated < xv.shape[-1]:
+            ov[..., rotated:] = xv[..., rotated:]
+    return [o.to(x.dtype) for o, x in zip(outs, xs)]
+
+
+def _tile_grads(grads: list[Tensor], r: Tensor, layout: str, xs: list[Tensor] | None, want_x: list[bool]):
+    """The backward at block widths 32-64, one pass per matrix over all tensors: R^T g for each (where wanted)
+    and, with the inputs ``xs``, the blocks' gradient sum over all of g x^T (float32)."""
+    ops, rotated = getattr(torch.ops, _NAMESPACE), r.shape[-3] * r.shape[-1]
+    if xs is None:  # d/dx of R x is R^T g: rotate_tiles takes its matrices transposed, so R itself
+        return [t if w else None for t, w in zip(_rotate_tiles(grads, r, layout, rotated), want_x)], None
+    gvs = [_float32_rows(_logical(g, layout)) for g in grads]
+    xvs = [_float32_rows(_logical(x, layout)) for x in xs]
+    g_blocks = torch.empty_like(r)
+    if not any(want_x):
+        ops.outer_sum_tiles(gvs, xvs, g_blocks)
+        return [None] * len(grads), g_blocks
+    gx = [torch.empty(g.shape, dtype=torch.float32, device=g.device) for g in grads]
+    gxvs = [_logical(t, layout) for t in gx]
+    ops.rotate_back_and_outer_sum_tiles(gvs, r, xvs, gxvs, g_blocks)
+    for gv, gxv in zip(gvs, gxvs):
+        if rotated < gv.shape[-1]:
+            gxv[..., rotated:] = gv[..., rotated:]
+    return [t.to(g.dtype) if w else None for t, g, w in zip(gx, grads, want_x)], g_blocks
+
+
 def _grads_of_one(g: Tensor, r: Tensor, layout: str, saved: Tensor | None, from_output: bool, want_x: bool,
-                  want_blocks: bool, into: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+                  want_blocks: bool) -> tuple[Tensor | None, Tensor | None]:
     """The gradients of x' = R x to x (in g's dtype) and to the blocks r (float32), from one incoming gradient g.
 
     r: the blocks, float32 contiguous. saved: the rotated output y (``from_output``, orthogonal blocks) or the
-    input x; needed only for the blocks' gradient. ``into``: an earlier tensor's blocks gradient, which tile widths
-    add this one's to in place (and return); other widths return their own.
+    input x; needed only for the blocks' gradient.
     """
     ops, rotated = getattr(torch.ops, _NAMESPACE), r.shape[-3] * r.shape[-1]
     if want_blocks and from_output:
@@ -314,9 +356,8 @@ def _grads_of_one(g: Tensor, r: Tensor, layout: str, saved: Tensor | None, from_
     g_x = _rotate(g, r, layout, rotated).to(g.dtype) if want_x else None
     part = None
     if want_blocks:
-        add = into is not None and r.shape[-1] in TILE_WIDTHS
-        part = into if add else torch.empty_like(r)
-        ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(saved, layout)), part, add)
+        part = torch.empty_like(r)
+        ops.block_outer_sums(_float32_rows(_logical(g, layout)), _float32_rows(_logical(saved, layout)), part)
     return g_x, part
 
 
@@ -363,30 +404,15 @@ def _reads_outputs(blocks: Tensor, orthogonal: bool) -> bool:
     return bool(orthogonal) and blocks.shape[-1] not in TILE_WIDTHS
 
 
-def supports_tile_bmm(*ts: Tensor) -> bool:
-    """Whether ``tile_bmm`` takes these (n, M, K) @ (n, K, W) operands: float32 CPU, W in TILE_WIDTHS, not traced."""
-    return (all(t.device.type == "cpu" and t.dtype == torch.float32 and t.ndim == 3 for t in ts)
-            and ts[-1].shape[-1] in TILE_WIDTHS and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-            and available())
-
-
-def tile_bmm(a: Tensor, b: Tensor, out: Tensor | None = None, add: bool = False) -> Tensor:
-    """out = a @ b (or out += a @ b with ``add``) for batches of small matrices, by the register-tile kernel;
-    not differentiable (expm.py's hand-written backward calls it). ``out`` must have unit stride along its rows."""
-    if out is None:
-        out = torch.empty(a.shape[0], a.shape[1], b.shape[2], dtype=a.dtype, device=a.device)
-    getattr(torch.ops, _NAMESPACE).tile_bmm(a, b, out, add)
-    return out
-
-
 # ----- exponentials ---------------------------------------------------------------------------------------
 # Only where the kernel's products are vectorised: other sizes ran no faster than the torch path (5x5) or
-# up to 3x slower (12x12, 16x16 before vectorising), one thread, forward+backward.
-EXPM_SIZES = (8, 16)
+# up to 3x slower (12x12, 16x16 before vectorising), one thread, forward+backward. 32-64 run on register tiles.
+EXPM_SIZES = (8, 16, 32, 48, 64)
 
 
 def supports_expm(a: Tensor) -> bool:
-    """float32 CPU batches of 8x8 or 16x16 matrices (float64 stays on the torch path: tests, gradcheck)."""
+    """float32 CPU batches of 8x8 to 64x64 matrices (EXPM_SIZES; float64 stays on the torch path: tests,
+    gradcheck)."""
     return (a.device.type == "cpu" and a.dtype == torch.float32 and a.ndim >= 2
             and a.shape[-1] == a.shape[-2] and a.shape[-1] in EXPM_SIZES and _ready())
 

@@ -75,21 +75,6 @@ _F64_EXTRA = 3
 _C = [1.0 / math.factorial(k) for k in range(13)]
 
 
-def _mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
-    """a @ b for batches (c, n, n): the CPU kernel's register tiles where it takes them (float32, n = 32, 48, 64;
-    3.5x torch.bmm for 64x64 on this project's AMD CPU, where MKL runs a generic path), else torch.bmm."""
-    if cpu_kernel.supports_tile_bmm(a, b) and not tracing():
-        return cpu_kernel.tile_bmm(a, b, out)
-    return torch.bmm(a, b, out=out)
-
-
-def _mm_add(c: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """c += a @ b in place (c's rows contiguous), as ``_mm``; returns c."""
-    if c.stride(-1) == 1 and cpu_kernel.supports_tile_bmm(c, a, b) and not tracing():
-        return cpu_kernel.tile_bmm(a, b, c, add=True)
-    return c.baddbmm_(a, b)
-
-
 def rotation_2x2(angle: Tensor) -> Tensor:
     """exp(angle * J) with J = [[0, -1], [1, 0]], shape (..., 2, 2)."""
     c, s = torch.cos(angle), torch.sin(angle)
@@ -185,8 +170,8 @@ def _num_squarings(a: Tensor, theta: float | None = None) -> Tensor:
 def _refine(a: Tensor, s: Tensor, theta: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """s and B = A / 2^s, B^2, B^4 with rho(B) <= theta, using as few squarings as the bounds allow."""
     b = a * torch.exp2(-s)[..., None, None]
-    b2 = _mm(b, b)
-    b4 = _mm(b2, b2)
+    b2 = torch.bmm(b, b)
+    b4 = torch.bmm(b2, b2)
     # rho(B)^4 = |B^4|_2 <= |B^4|_1 for skew B: undo the squarings this tighter bound makes unnecessary.
     rho = b4.abs().sum(-2).amax(-1).clamp_min(1e-30).pow(0.25)
     k = torch.minimum(torch.floor(torch.log2(theta / rho)).clamp_min(0), s).nan_to_num(0.0)
@@ -224,10 +209,10 @@ def _combine(terms, identity: float = 0.0) -> Tensor:
 
 def _taylor(b: Tensor, b2: Tensor, b4: Tensor):
     """Degree-12 Taylor polynomial (5 products in all with B^2, B^4): returns (T, B^3, inner, mid)."""
-    b3 = _mm(b2, b)
+    b3 = torch.bmm(b2, b)
     inner = _combine(((_C[12], b4), (_C[11], b3), (_C[10], b2), (_C[9], b)), _C[8])
-    mid = _mm_add(_combine(((_C[7], b3), (_C[6], b2), (_C[5], b)), _C[4]), b4, inner)
-    x = _mm_add(_combine(((_C[3], b3), (_C[2], b2), (1.0, b)), 1.0), b4, mid)
+    mid = _combine(((_C[7], b3), (_C[6], b2), (_C[5], b)), _C[4]).baddbmm_(b4, inner)
+    x = _combine(((_C[3], b3), (_C[2], b2), (1.0, b)), 1.0).baddbmm_(b4, mid)
     return x, b3, inner, mid
 
 
@@ -250,14 +235,14 @@ def _square(x: Tensor, s: Tensor, i: int, plan: _Schedule) -> Tensor:
     if plan.starts is not None:
         start = plan.starts[i]
         if not start:
-            return _mm(x, x)
+            return torch.bmm(x, x)
         out = torch.empty_like(x)
         out[:start] = x[:start]
-        _mm(x[start:], x[start:], out=out[start:])
+        torch.bmm(x[start:], x[start:], out=out[start:])
         return out
     if i < plan.common:
-        return _mm(x, x)
-    return torch.where((s > i)[..., None, None], _mm(x, x), x)
+        return torch.bmm(x, x)
+    return torch.where((s > i)[..., None, None], torch.bmm(x, x), x)
 
 
 def _square_backward(g: Tensor, square_input: Tensor, s: Tensor, i: int, plan: _Schedule) -> Tensor:
@@ -265,7 +250,7 @@ def _square_backward(g: Tensor, square_input: Tensor, s: Tensor, i: int, plan: _
     With ``starts``, g is the backward's own (sorted) copy, and its rows are overwritten in place."""
     start = plan.starts[i] if plan.starts is not None else 0
     xt = square_input[start:].mT  # bmm reads transposed operands in place: no copies
-    step = _mm_add(_mm(g[start:], xt), xt, g[start:])
+    step = torch.bmm(g[start:], xt).baddbmm_(xt, g[start:])
     if start:
         g[start:] = step
         return g
@@ -342,14 +327,14 @@ def _expm_chunk(a: Tensor, count, keep: bool, polish: bool | None = None):
         # onto the orthogonal group (it squares the distance from it). Its Jacobian at an orthogonal x
         # is the identity on the tangent directions, the only ones exp's Jacobian reaches, so the
         # backward (which reverses through the squarings without it) stays exact to rounding.
-        x = torch.add(_mm(x, _mm(x.mT, x)), x, alpha=-3.0).mul_(-0.5)
+        x = torch.baddbmm(x, x, torch.bmm(x.mT, x), beta=1.5, alpha=-0.5)
     return _unsort(x, plan), (s, b, b2, b4, inner, mid, squares, plan), needed
 
 
 def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
     """Reverse mode through the squarings and the polynomial of one chunk."""
     s, b, b2, b4, inner, mid, squares, plan = saved
-    mm = _mm
+    mm = torch.bmm
     if plan.order is not None:
         g = g.index_select(0, plan.order)  # a new tensor: _square_backward overwrites its rows
     for i in reversed(range(len(squares))):
@@ -360,14 +345,12 @@ def _expm_chunk_backward(g: Tensor, saved) -> Tensor:
     b4t, b2t, bt = (t.mT for t in (b4, b2, b))
     g_mid = mm(b4t, g)
     g_inner = mm(b4t, g_mid)
-    g_b4 = _mm_add(mm(g, mid.mT).add_(g_inner, alpha=_C[12]), g_mid, inner.mT)
+    g_b4 = mm(g, mid.mT).add_(g_inner, alpha=_C[12]).baddbmm_(g_mid, inner.mT)
     g_b3 = _combine(((_C[3], g), (_C[7], g_mid), (_C[11], g_inner)))
     g_b2 = _combine(((_C[2], g), (_C[6], g_mid), (_C[10], g_inner)))
-    for left, right in ((g_b4, b2t), (b2t, g_b4), (g_b3, bt)):
-        _mm_add(g_b2, left, right)
+    g_b2.baddbmm_(g_b4, b2t).baddbmm_(b2t, g_b4).baddbmm_(g_b3, bt)
     g_b = _combine(((1.0, g), (_C[5], g_mid), (_C[9], g_inner)))
-    for left, right in ((b2t, g_b3), (g_b2, bt), (bt, g_b2)):
-        _mm_add(g_b, left, right)
+    g_b.baddbmm_(b2t, g_b3).baddbmm_(g_b2, bt).baddbmm_(bt, g_b2)
     return _unsort(g_b.mul_(torch.exp2(-s)[..., None, None]), plan)
 
 

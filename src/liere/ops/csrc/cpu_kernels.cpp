@@ -4,9 +4,11 @@
 //    The eager alternative packs q and k into a (matrices x rows x b) buffer for one `bmm` and unpacks the
 //    result: five passes over q and k forward and ten backward, where this reads each input once and
 //    writes each output once.
-// 2. Exponentials of 8x8 and 16x16 skew-symmetric matrices and their backward, one matrix at a time in
-//    registers and L1: the same scaling-and-squaring algorithm as liere/ops/expm.py (see there for the why
-//    of each step), without the torch path's per-op passes over the whole batch.
+// 2. Exponentials of 8x8 to 64x64 skew-symmetric matrices and their backward, one matrix at a time in
+//    registers and L1/L2: the same scaling-and-squaring algorithm as liere/ops/expm.py (see there for the why
+//    of each step), without the torch path's per-op passes over the whole batch (for a 64x64 batch, 14 of
+//    them, each out of cache). The backward recomputes each matrix's forward.
+// Blocks and matrices of 32 to 64 multiply on register tiles ("tile products" below).
 //
 // Block rotation layouts (all float32):
 //   x, out, g : logical (B, H, N, D) views with any strides, the last one 1;
@@ -27,6 +29,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -442,41 +445,44 @@ struct RotateBackAndOuterSums {
 // kTileRows x NV 16-float registers, so each row of B loaded from L1 serves kTileRows rows (24 accumulators and
 // 4 loads in the 32 vector registers of AVX-512 at b = 64). Operands are reached through accessors: A(i, k) a
 // float, brow(k) row k of B (NV x 16 contiguous floats), crow(i) row i of C; so q and k are multiplied where they
-// lie (strided views of a qkv projection) and transposed operands cost nothing on the A side.
-// Batched 64x64 products measured here: 390 of (64 x 64) @ (64 x 64), 2 threads, 0.76 ms against torch.bmm's
-// 2.7 ms (MKL, which runs a generic path on this AMD CPU); 1 thread 1.46 against 3.98.
+// lie (strided views of a qkv projection) and transposed operands cost nothing on the A side. The exponential's
+// 32-64 wide products run on them too (Mat::mm).
+// Batched 64x64 products measured here (a scratch kernel of the same form): 390 of (64 x 64) @ (64 x 64), 2
+// threads, 0.76 ms against torch.bmm's 2.7 ms (MKL, which runs a generic path on this AMD CPU); 1 thread 1.46
+// against 3.98.
 constexpr int kTileRows = 6;
-using Vec16 = Lanes<16, float>;
 
-template <int MR, int NV, typename A, typename BRow, typename CRow>
+template <int MR, int NV, typename T, typename A, typename BRow, typename CRow>
 inline void tile_rows(const A& a, const BRow& brow, const CRow& crow, int64_t i0, int64_t K, bool add) {
-  typename Vec16::type acc[MR][NV];
+  using V = Lanes<16, T>;
+  typename V::type acc[MR][NV];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) acc[i][j] = add ? Vec16::load(crow(i0 + i) + 16 * j) : typename Vec16::type{};
+    for (int j = 0; j < NV; ++j) acc[i][j] = add ? V::load(crow(i0 + i) + 16 * j) : typename V::type{};
   for (int64_t k = 0; k < K; ++k) {
-    const float* bk = brow(k);
-    typename Vec16::type b[NV];
-    for (int j = 0; j < NV; ++j) b[j] = Vec16::load(bk + 16 * j);
+    const T* bk = brow(k);
+    typename V::type b[NV];
+    for (int j = 0; j < NV; ++j) b[j] = V::load(bk + 16 * j);
     for (int i = 0; i < MR; ++i) {
-      const float v = a(i0 + i, k);
+      const T v = a(i0 + i, k);
       for (int j = 0; j < NV; ++j) acc[i][j] += v * b[j];
     }
   }
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) Vec16::store(crow(i0 + i) + 16 * j, acc[i][j]);
+    for (int j = 0; j < NV; ++j) V::store(crow(i0 + i) + 16 * j, acc[i][j]);
 }
 
-// C (M x 16 NV) = A (M x K) B (K x 16 NV), or C += A B with `add`.
-template <int NV, typename A, typename BRow, typename CRow>
+// C (M x 16 NV) = A (M x K) B (K x 16 NV), or C += A B with `add`. T = float (double: the exponential's rare
+// float64 matrices, correct but not tuned).
+template <int NV, typename T = float, typename A, typename BRow, typename CRow>
 void tile_product(const A& a, const BRow& brow, const CRow& crow, int64_t M, int64_t K, bool add) {
   int64_t i = 0;
-  for (; i + kTileRows <= M; i += kTileRows) tile_rows<kTileRows, NV>(a, brow, crow, i, K, add);
+  for (; i + kTileRows <= M; i += kTileRows) tile_rows<kTileRows, NV, T>(a, brow, crow, i, K, add);
   switch (M - i) {
-    case 5: tile_rows<5, NV>(a, brow, crow, i, K, add); break;
-    case 4: tile_rows<4, NV>(a, brow, crow, i, K, add); break;
-    case 3: tile_rows<3, NV>(a, brow, crow, i, K, add); break;
-    case 2: tile_rows<2, NV>(a, brow, crow, i, K, add); break;
-    case 1: tile_rows<1, NV>(a, brow, crow, i, K, add); break;
+    case 5: tile_rows<5, NV, T>(a, brow, crow, i, K, add); break;
+    case 4: tile_rows<4, NV, T>(a, brow, crow, i, K, add); break;
+    case 3: tile_rows<3, NV, T>(a, brow, crow, i, K, add); break;
+    case 2: tile_rows<2, NV, T>(a, brow, crow, i, K, add); break;
+    case 1: tile_rows<1, NV, T>(a, brow, crow, i, K, add); break;
     default: break;
   }
 }
@@ -492,153 +498,172 @@ void by_tile_width(int64_t width, F&& f) {
   }
 }
 
-// The x rows (pointers into each tensor of ts) that rotation row r = (bp, hp, n) covers.
-template <size_t K>
-void covered_row_pointers(const Geometry& g, int64_t r, const std::array<float*, K>& base,
-                          const std::array<std::array<int64_t, 3>, K>& st, std::array<std::vector<float*>, K>& rows) {
-  const int64_t n = r % g.N, bh = r / g.N, bp = bh / g.Hp, hp = bh % g.Hp;
-  for (auto& v : rows) v.clear();
-  for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
-    for (size_t k = 0; k < K; ++k) rows[k].push_back(base[k] + b * st[k][0] + h * st[k][1] + n * st[k][2]);
-  });
-}
+// The rows of one role (x, out, grad...) over a list of tensors: for rotation row r = (bp, hp, n), every x row it
+// covers in the first tensor, then in the second... (q's then k's: one product of 2B rows per matrix).
+struct RowSet {
+  std::vector<float*> base;
+  std::vector<std::array<int64_t, 3>> strides;
+  explicit RowSet(const std::vector<at::Tensor>& ts) {
+    for (const auto& t : ts) {
+      base.push_back(t.data_ptr<float>());
+      strides.push_back(row_strides(t));
+    }
+  }
+  void gather(const Geometry& g, int64_t r, std::vector<float*>& rows) const {
+    const int64_t n = r % g.N, bh = r / g.N, bp = bh / g.Hp, hp = bh % g.Hp;
+    rows.clear();
+    for (size_t t = 0; t < base.size(); ++t)
+      for_covered_rows(g, bp, hp, [&](int64_t b, int64_t h) {
+        rows.push_back(base[t] + b * strides[t][0] + h * strides[t][1] + n * strides[t][2]);
+      });
+  }
+};
 
 // Asks for the rows of the next rotation row while this one is multiplied. Its rows are one per sample (a jump
-// of N x 3HD floats in a qkv projection) and the hardware prefetcher does not foresee them: without this, each
-// row's first lines were waited for, and the product ran at a third of its in-cache speed.
-template <size_t K>
-inline void prefetch_rows(const std::array<std::vector<float*>, K>& rows, int64_t floats, bool write) {
-  for (const auto& v : rows)
-    for (float* p : v)
-      for (int64_t f = 0; f < floats; f += 16) {
-        if (write)
-          __builtin_prefetch(p + f, 1);
-        else
-          __builtin_prefetch(p + f, 0);
-      }
-}
-
-// Runs f(r, rows) over the rotation rows [begin, end) with rows[k] the covered rows of tensor k, prefetching
-// the next rotation row's rows (the last tensor's for writing when `writes_last`).
-template <size_t K, typename F>
-void over_covered_rows(const Geometry& g, int64_t begin, int64_t end, const std::array<float*, K>& base,
-                       const std::array<std::array<int64_t, 3>, K>& st, int64_t floats, bool writes_last, F&& f) {
-  std::array<std::vector<float*>, K> rows, next;
-  covered_row_pointers<K>(g, begin, base, st, rows);
-  for (int64_t r = begin; r < end; ++r) {
-    if (r + 1 < end) {
-      covered_row_pointers<K>(g, r + 1, base, st, next);
-      for (size_t k = 0; k < K; ++k) {
-        std::array<std::vector<float*>, 1> one{next[k]};
-        prefetch_rows<1>(one, floats, writes_last && k + 1 == K);
-      }
+// of N x 3HD floats in a qkv projection), which the hardware prefetcher does not foresee.
+inline void prefetch_rows(const std::vector<float*>& rows, int64_t floats, bool write) {
+  for (float* p : rows)
+    for (int64_t f = 0; f < floats; f += 16) {
+      if (write)
+        __builtin_prefetch(p + f, 1);
+      else
+        __builtin_prefetch(p + f, 0);
     }
-    f(r, rows);
-    std::swap(rows, next);
-  }
 }
 
-// out_m = A_m x_m on every covered row, for blocks of width 32-64 (a holds each A_m transposed: B = A_m^T).
-void rotate_tiles(const at::Tensor& x, const at::Tensor& a, const at::Tensor& out, const Geometry& g) {
-  const int64_t bs = g.bs, mats = g.Bp * g.Hp * g.N;
-  const float* ap = a.data_ptr<float>();
-  const std::array<float*, 2> base{x.data_ptr<float>(), out.data_ptr<float>()};
-  const std::array<std::array<int64_t, 3>, 2> st{row_strides(x), row_strides(out)};
-  by_tile_width(bs, [&](auto nv) {
-    at::parallel_for(0, mats, 1, [&](int64_t begin, int64_t end) {
-      over_covered_rows<2>(g, begin, end, base, st, g.M * bs, true, [&](int64_t r, const auto& rows) {
-        const auto& xr = rows[0];
-        const auto& orow = rows[1];
-        for (int64_t m = 0; m < g.M; ++m) {
-          const float* am = ap + (r * g.M + m) * bs * bs;
-          const int64_t off = m * bs;
-          tile_product<decltype(nv)::value>([&](int64_t i, int64_t k) { return xr[i][off + k]; },
-                                            [&](int64_t k) { return am + k * bs; },
-                                            [&](int64_t i) { return orow[i] + off; }, int64_t(xr.size()), bs, false);
+// Runs f(r, rows) for every rotation row, in parallel, rows[k] holding the covered rows of sets[k]; the next
+// rotation row's rows are prefetched (those of the sets marked in `written` for writing).
+template <size_t K, typename F>
+void over_row_sets(const Geometry& g, const std::array<const RowSet*, K>& sets, const std::array<bool, K>& written,
+                   F&& f) {
+  const int64_t floats = g.M * g.bs;
+  at::parallel_for(0, g.Bp * g.Hp * g.N, 1, [&](int64_t begin, int64_t end) {
+    std::array<std::vector<float*>, K> rows, next;
+    for (size_t k = 0; k < K; ++k) sets[k]->gather(g, begin, rows[k]);
+    for (int64_t r = begin; r < end; ++r) {
+      if (r + 1 < end)
+        for (size_t k = 0; k < K; ++k) {
+          sets[k]->gather(g, r + 1, next[k]);
+          prefetch_rows(next[k], floats, written[k]);
         }
-      });
+      f(r, rows);
+      std::swap(rows, next);
+    }
+  });
+}
+
+template <int NV>
+inline void rotate_tile_rows(const float* at, const std::vector<float*>& in, const std::vector<float*>& out,
+                             int64_t off, int64_t bs) {
+  tile_product<NV>([&](int64_t i, int64_t k) { return in[i][off + k]; }, [&](int64_t k) { return at + k * bs; },
+                   [&](int64_t i) { return out[i] + off; }, int64_t(in.size()), bs, false);
+}
+
+template <int NV>
+inline void outer_sum_tile_rows(const std::vector<float*>& grad, const std::vector<float*>& x, float* ga, int64_t off,
+                                int64_t bs) {
+  // (b x rows) @ (rows x b): A(i, k) = g_k[i], row k of B = x_k
+  tile_product<NV>([&](int64_t i, int64_t k) { return grad[k][off + i]; }, [&](int64_t k) { return x[k] + off; },
+                   [&](int64_t i) { return ga + i * bs; }, bs, int64_t(grad.size()), false);
+}
+
+// out_m = A_m x_m on every covered row of every x, for blocks of width 32-64 (a holds each A_m transposed).
+void rotate_tiles(const std::vector<at::Tensor>& xs, const at::Tensor& a, const std::vector<at::Tensor>& outs,
+                  const Geometry& g) {
+  const int64_t bs = g.bs;
+  const float* ap = a.data_ptr<float>();
+  const RowSet in(xs), out(outs);
+  by_tile_width(bs, [&](auto nv) {
+    over_row_sets<2>(g, {&in, &out}, {false, true}, [&](int64_t r, const auto& rows) {
+      for (int64_t m = 0; m < g.M; ++m)
+        rotate_tile_rows<decltype(nv)::value>(ap + (r * g.M + m) * bs * bs, rows[0], rows[1], m * bs, bs);
     });
   });
 }
 
-// ga[r, m] = sum over the rows covered by r of g_m x_m^T (or ga += that with `add`), for blocks of width 32-64.
-void outer_sum_tiles(const at::Tensor& gr, const at::Tensor& x, const at::Tensor& ga, const Geometry& g,
-                     bool add = false) {
-  const int64_t bs = g.bs, mats = g.Bp * g.Hp * g.N;
+// ga[r, m] = sum over the covered rows of every (grad, x) pair of g_m x_m^T, for blocks of width 32-64.
+void outer_sum_tiles(const std::vector<at::Tensor>& grads, const std::vector<at::Tensor>& xs, const at::Tensor& ga,
+                     const Geometry& g) {
+  const int64_t bs = g.bs;
   float* gap = ga.data_ptr<float>();
-  const std::array<float*, 2> base{gr.data_ptr<float>(), x.data_ptr<float>()};
-  const std::array<std::array<int64_t, 3>, 2> st{row_strides(gr), row_strides(x)};
+  const RowSet gs(grads), in(xs);
   by_tile_width(bs, [&](auto nv) {
-    at::parallel_for(0, mats, 1, [&](int64_t begin, int64_t end) {
-      over_covered_rows<2>(g, begin, end, base, st, g.M * bs, false, [&](int64_t r, const auto& rows) {
-        const auto& grow = rows[0];
-        const auto& xrow = rows[1];
-        for (int64_t m = 0; m < g.M; ++m) {
-          float* gm = gap + (r * g.M + m) * bs * bs;
-          const int64_t off = m * bs;
-          // (b x rows) @ (rows x b): A(i, k) = g_k[i], row k of B = x_k
-          tile_product<decltype(nv)::value>([&](int64_t i, int64_t k) { return grow[k][off + i]; },
-                                            [&](int64_t k) { return xrow[k] + off; },
-                                            [&](int64_t i) { return gm + i * bs; }, bs, int64_t(grow.size()), add);
-        }
-      });
+    over_row_sets<2>(g, {&gs, &in}, {false, false}, [&](int64_t r, const auto& rows) {
+      for (int64_t m = 0; m < g.M; ++m)
+        outer_sum_tile_rows<decltype(nv)::value>(rows[0], rows[1], gap + (r * g.M + m) * bs * bs, m * bs, bs);
     });
   });
 }
 
-// out[i] (+)= a[i] @ b[i] for a batch of matrices: a (n, M, K) and b (n, K, W) with any strides, out (n, M, W)
-// with unit stride along W; W = 16, 32, 48 or 64. A transposed b (unit stride along K) is first copied, one
-// matrix at a time, into a buffer in L1.
-void tile_bmm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out, bool add) {
-  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3, "liere tile_bmm: expected 3-d tensors");
-  TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat,
-              "liere tile_bmm: float32 only");
-  const int64_t n = a.size(0), M = a.size(1), K = a.size(2), W = b.size(2);
-  TORCH_CHECK(b.size(0) == n && b.size(1) == K && out.size(0) == n && out.size(1) == M && out.size(2) == W &&
-                  out.stride(2) == 1, "liere tile_bmm: shapes do not match, or out's last stride is not 1");
+// The backward of y = A x in one pass per matrix, for blocks of width 32-64: gx = A^T g on every row (`a` holds
+// A itself: the transposed convention of rotate_tiles) and ga = sum of g x^T over all rows, while the rows of g
+// and the matrix are in cache (and A is read once for q and k).
+void rotate_back_and_outer_sum_tiles(const std::vector<at::Tensor>& grads, const at::Tensor& a,
+                                     const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& gxs,
+                                     const at::Tensor& ga, const Geometry& g) {
+  const int64_t bs = g.bs;
   const float* ap = a.data_ptr<float>();
-  const float* bp = b.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  const int64_t sa0 = a.stride(0), sa1 = a.stride(1), sa2 = a.stride(2);
-  const int64_t sb0 = b.stride(0), sb1 = b.stride(1), sb2 = b.stride(2);
-  const int64_t so0 = out.stride(0), so1 = out.stride(1);
-  by_tile_width(W, [&](auto nv) {
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> packed(sb2 == 1 ? 0 : K * W);
-      for (int64_t t = begin; t < end; ++t) {
-        const float* am = ap + t * sa0;
-        const float* bm = bp + t * sb0;
-        int64_t ldb = sb1;
-        if (sb2 != 1) {
-          for (int64_t j = 0; j < W; ++j)
-            for (int64_t k = 0; k < K; ++k) packed[k * W + j] = bm[k * sb1 + j * sb2];
-          bm = packed.data();
-          ldb = W;
-        }
-        float* om = op + t * so0;
-        tile_product<decltype(nv)::value>([&](int64_t i, int64_t k) { return am[i * sa1 + k * sa2]; },
-                                          [&](int64_t k) { return bm + k * ldb; },
-                                          [&](int64_t i) { return om + i * so1; }, M, K, add);
+  float* gap = ga.data_ptr<float>();
+  const RowSet gs(grads), in(xs), out(gxs);
+  by_tile_width(bs, [&](auto nv) {
+    over_row_sets<3>(g, {&gs, &in, &out}, {false, false, true}, [&](int64_t r, const auto& rows) {
+      for (int64_t m = 0; m < g.M; ++m) {
+        const int64_t i = r * g.M + m;
+        rotate_tile_rows<decltype(nv)::value>(ap + i * bs * bs, rows[0], rows[2], m * bs, bs);
+        outer_sum_tile_rows<decltype(nv)::value>(rows[0], rows[1], gap + i * bs * bs, m * bs, bs);
       }
     });
   });
+}
+
+// Checks shared by the list operators: every tensor of the lists shaped like the first x, float32, last stride 1.
+Geometry tile_geometry(const std::vector<at::Tensor>& xs, const at::Tensor& a,
+                       std::initializer_list<const std::vector<at::Tensor>*> others) {
+  TORCH_CHECK(!xs.empty(), "liere tile kernel: no tensors");
+  const Geometry g = geometry(xs[0], a);
+  TORCH_CHECK(is_tile_width(g.bs), "liere tile kernel: block width must be 32, 48 or 64, got ", g.bs);
+  for (const auto* list : others) TORCH_CHECK(list->size() == xs.size(), "liere tile kernel: list sizes differ");
+  auto check = [&](const at::Tensor& t) {
+    TORCH_CHECK(t.sizes() == xs[0].sizes() && t.stride(3) == 1 && t.scalar_type() == at::kFloat,
+                "liere tile kernel: every tensor must be shaped like the first x, float32, last stride 1");
+  };
+  for (const auto& t : xs) check(t);
+  for (const auto* list : others)
+    for (const auto& t : *list) check(t);
+  return g;
+}
+
+void rotate_tiles_op(std::vector<at::Tensor> xs, const at::Tensor& a_transposed, std::vector<at::Tensor> outs) {
+  rotate_tiles(xs, a_transposed, outs, tile_geometry(xs, a_transposed, {&outs}));
+}
+
+void outer_sum_tiles_op(std::vector<at::Tensor> grads, std::vector<at::Tensor> xs, const at::Tensor& ga) {
+  const Geometry g = tile_geometry(xs, ga, {&grads});
+  TORCH_CHECK(ga.is_contiguous(), "liere tile kernel: ga must be contiguous");
+  outer_sum_tiles(grads, xs, ga, g);
+}
+
+void rotate_back_and_outer_sum_tiles_op(std::vector<at::Tensor> grads, const at::Tensor& a, std::vector<at::Tensor> xs,
+                                        std::vector<at::Tensor> gxs, const at::Tensor& ga) {
+  const Geometry g = tile_geometry(xs, a, {&grads, &gxs});
+  TORCH_CHECK(ga.sizes() == a.sizes() && ga.is_contiguous() && ga.scalar_type() == at::kFloat,
+              "liere tile kernel: ga must be shaped like a, float32, contiguous");
+  rotate_back_and_outer_sum_tiles(grads, a, xs, gxs, ga, g);
 }
 
 void rotate_blocks(const at::Tensor& x, const at::Tensor& a_transposed, const at::Tensor& out) {
   const Geometry g = geometry(x, a_transposed);
   TORCH_CHECK(out.sizes() == x.sizes() && out.stride(3) == 1 && out.scalar_type() == at::kFloat,
               "liere block kernel: out must be shaped like x, float32, last stride 1");
-  if (is_tile_width(g.bs)) return rotate_tiles(x, a_transposed, out, g);
+  if (is_tile_width(g.bs)) return rotate_tiles({x}, a_transposed, {out}, g);
   by_block_size<Rotate>(g.bs, x, a_transposed, out, g);
 }
 
-// With `accumulate` (tile widths only) the sums are added to ga: q's and k's into one buffer.
-void block_outer_sums(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& ga, bool accumulate) {
+void block_outer_sums(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& ga) {
   const Geometry g = geometry(x, ga);
   TORCH_CHECK(grad.sizes() == x.sizes() && grad.stride(3) == 1 && grad.scalar_type() == at::kFloat,
               "liere block kernel: grad must be shaped like x, float32, last stride 1");
-  TORCH_CHECK(!accumulate || is_tile_width(g.bs), "liere block kernel: accumulate needs a block width of 32-64");
-  if (is_tile_width(g.bs)) return outer_sum_tiles(grad, x, ga, g, accumulate);
+  if (is_tile_width(g.bs)) return outer_sum_tiles({grad}, {x}, ga, g);
   by_block_size<OuterSums>(g.bs, grad, x, ga, g);
 }
 
@@ -652,10 +677,7 @@ void rotate_back_and_outer_sums_op(const at::Tensor& grad, const at::Tensor& a, 
   for (const at::Tensor* t : {&y, &gx})
     TORCH_CHECK(t->sizes() == grad.sizes() && t->stride(3) == 1 && t->scalar_type() == at::kFloat,
                 "liere block kernel: y and gx must be shaped like grad, float32, last stride 1");
-  if (is_tile_width(g.bs)) {
-    rotate_tiles(grad, a, gx, g);
-    return outer_sum_tiles(grad, y, ga, g);
-  }
+  if (is_tile_width(g.bs)) return rotate_back_and_outer_sum_tiles({grad}, a, {y}, {gx}, ga, g);
   by_block_size<RotateBackAndOuterSums>(g.bs, grad, a, y, gx, ga, g);
 }
 
@@ -663,7 +685,6 @@ void rotate_back_and_outer_sums_op(const at::Tensor& grad, const at::Tensor& a, 
 // Constants as in expm.py: degree-12 Taylor polynomial of B = A / 2^s with rho(B) <= theta (1.5 in float32,
 // 0.25 in float64); a float32 matrix needing more than 8 squarings runs in float64; float32 results after 6
 // or more squarings get one Newton-Schulz step back onto the orthogonal group.
-constexpr int kMaxExpm = 16;
 constexpr int kMaxSquarings = 64;
 constexpr int kMaxSquaringsF32 = 8;
 constexpr int kPolishFrom = 6;
@@ -674,17 +695,25 @@ struct Taylor {
                               1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
 };
 
-// N x N row-major matrices, N = 8 or 16 (the sizes whose products are vectorised below; other sizes ran no
-// faster than the torch path and are left to it).
+// N x N row-major matrices, N = 8, 16 (products in registers) or 32, 48, 64 (register tiles); other sizes ran
+// no faster than the torch path and are left to it.
 template <typename T, int N>
 struct Mat {
-  static_assert(N == 8 || N == 16, "the exponential kernel is built for 8x8 and 16x16 blocks");
+  static_assert(N == 8 || N == 16 || N == 32 || N == 48 || N == 64, "no exponential kernel for this block size");
   static constexpr int nn = N * N;
-  // c = a b (+ c when accumulate); c must not overlap a or b. The rows of b sit in vector registers and each
-  // row of c is one vector sum (9 and 40 ns per float32 product here, against 75 and 800 ns for the same
-  // loops left to the auto-vectoriser).
+  // c = a b (+ c when accumulate); c must not overlap a or b. For N <= 16 the rows of b sit in vector registers
+  // and each row of c is one vector sum (9 and 40 ns per float32 product here, against 75 and 800 ns for the
+  // same loops left to the auto-vectoriser); wider, six rows of c at a time on register tiles.
   static inline void mm(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
                         bool accumulate = false) {
+    if constexpr (N >= 32) {
+      tile_product<N / 16, T>([&](int64_t i, int64_t k) { return a[i * N + k]; }, [&](int64_t k) { return b + k * N; },
+                              [&](int64_t i) { return c + i * N; }, N, N, accumulate);
+    } else {
+      small_mm(a, b, c, accumulate);
+    }
+  }
+  static inline void small_mm(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c, bool accumulate) {
     using L = Lanes<N, T>;
     typename L::type rows[N];
     for (int k = 0; k < N; ++k) rows[k] = L::load(b + k * N);
@@ -709,13 +738,17 @@ struct Mat {
   }
 };
 
-// Everything one matrix's exponential keeps for its backward, in the precision it ran in.
-template <typename T>
+// Everything one matrix's exponential keeps for its backward, in the precision it ran in, and the backward's
+// own temporaries (on the heap, one per thread's share of the batch: 13 of them at 64x64 in float64 would be
+// 416 kB of a worker thread's stack).
+template <typename T, int N>
 struct ExpmWork {
-  T b[kMaxExpm * kMaxExpm], b2[kMaxExpm * kMaxExpm], b3[kMaxExpm * kMaxExpm], b4[kMaxExpm * kMaxExpm];
-  T inner[kMaxExpm * kMaxExpm], mid[kMaxExpm * kMaxExpm], x[kMaxExpm * kMaxExpm];
-  T t0[kMaxExpm * kMaxExpm], t1[kMaxExpm * kMaxExpm], t2[kMaxExpm * kMaxExpm];
-  T squares[kMaxSquarings][kMaxExpm * kMaxExpm];  // the input of each squaring
+  T b[N * N], b2[N * N], b3[N * N], b4[N * N];
+  T inner[N * N], mid[N * N], x[N * N];
+  T t0[N * N], t1[N * N], t2[N * N];
+  T squares[kMaxSquarings][N * N];  // the input of each squaring
+  T xt[N * N], step[N * N], b4t[N * N], b2t[N * N], bt[N * N], midt[N * N], innert[N * N];
+  T g_mid[N * N], g_inner[N * N], g_b4[N * N], g_b3[N * N], g_b2[N * N], g_b[N * N];
   int s;
 };
 
@@ -730,7 +763,7 @@ inline int squarings_from(T norm1, T theta) {
 // exp(a) into w.x, keeping what the backward needs; `a` is read in precision S and computed in T. Returns
 // false, having computed nothing past the squaring count, for a float32 matrix that needs float64.
 template <typename T, int N, typename S>
-bool expm_one(const S* a, ExpmWork<T>& w) {
+bool expm_one(const S* a, ExpmWork<T, N>& w) {
   using m = Mat<T, N>;
   constexpr int d = N, nn = m::nn;
   const T theta = std::is_same<T, float>::value ? T(1.5) : T(0.25);
@@ -778,7 +811,7 @@ bool expm_one(const S* a, ExpmWork<T>& w) {
 
 // One Newton-Schulz step, x <- x (3 I - x^T x) / 2, for float32 results after 6 or more squarings.
 template <typename T, int N>
-void polish(ExpmWork<T>& w) {
+void polish(ExpmWork<T, N>& w) {
   if (!std::is_same<T, float>::value || w.s < kPolishFrom) return;
   using m = Mat<T, N>;
   constexpr int nn = m::nn;
@@ -791,27 +824,26 @@ void polish(ExpmWork<T>& w) {
 // Reverse mode through the squarings and the polynomial (expm.py's _expm_chunk_backward); g in w.t0 on
 // entry, d/da (= g_b 2^-s) written to out.
 template <typename T, int N>
-void expm_one_backward(ExpmWork<T>& w, float* out) {
+void expm_one_backward(ExpmWork<T, N>& w, float* out) {
   using m = Mat<T, N>;
   constexpr int nn = m::nn;
   const auto& c = Taylor<T>::c;
   T* g = w.t0;
-  T xt[kMaxExpm * kMaxExpm], step[kMaxExpm * kMaxExpm];
+  T *xt = w.xt, *step = w.step;
   for (int i = w.s - 1; i >= 0; --i) {  // through x <- x x: g <- g x^T + x^T g
     m::transpose(w.squares[i], xt);
     m::mm(g, xt, step);
     m::mm(xt, g, step, true);
     for (int e = 0; e < nn; ++e) g[e] = step[e];
   }
-  T b4t[kMaxExpm * kMaxExpm], b2t[kMaxExpm * kMaxExpm], bt[kMaxExpm * kMaxExpm];
-  T g_mid[kMaxExpm * kMaxExpm], g_inner[kMaxExpm * kMaxExpm], g_b4[kMaxExpm * kMaxExpm];
-  T g_b3[kMaxExpm * kMaxExpm], g_b2[kMaxExpm * kMaxExpm], g_b[kMaxExpm * kMaxExpm];
+  T *b4t = w.b4t, *b2t = w.b2t, *bt = w.bt;
+  T *g_mid = w.g_mid, *g_inner = w.g_inner, *g_b4 = w.g_b4, *g_b3 = w.g_b3, *g_b2 = w.g_b2, *g_b = w.g_b;
   m::transpose(w.b4, b4t);
   m::transpose(w.b2, b2t);
   m::transpose(w.b, bt);
   m::mm(b4t, g, g_mid);
   m::mm(b4t, g_mid, g_inner);
-  T midt[kMaxExpm * kMaxExpm], innert[kMaxExpm * kMaxExpm];
+  T *midt = w.midt, *innert = w.innert;
   m::transpose(w.mid, midt);
   m::transpose(w.inner, innert);
   m::mm(g, midt, g_b4);
@@ -840,8 +872,8 @@ void expm_rows(const at::Tensor& a, const at::Tensor* grad, const at::Tensor& ou
   float* op = out.data_ptr<float>();
   const int64_t rows = a.size(0);
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-    auto wf = std::make_unique<ExpmWork<float>>();
-    std::unique_ptr<ExpmWork<double>> wd;
+    auto wf = std::make_unique<ExpmWork<float, N>>();
+    std::unique_ptr<ExpmWork<double, N>> wd;
     for (int64_t r = begin; r < end; ++r) {
       const float* ar = ap + r * nn;
       float* orow = op + r * nn;
@@ -855,7 +887,7 @@ void expm_rows(const at::Tensor& a, const at::Tensor* grad, const at::Tensor& ou
         }
         continue;
       }
-      if (!wd) wd = std::make_unique<ExpmWork<double>>();
+      if (!wd) wd = std::make_unique<ExpmWork<double, N>>();
       expm_one<double, N, float>(ar, *wd);
       if (!gp) {
         for (int e = 0; e < nn; ++e) orow[e] = static_cast<float>(wd->x[e]);
@@ -869,16 +901,20 @@ void expm_rows(const at::Tensor& a, const at::Tensor* grad, const at::Tensor& ou
 
 // Forward (grad == nullptr) or backward of every matrix of a (rows, n, n), n = 8 or 16.
 at::Tensor expm_rows_by_size(const at::Tensor& a, const at::Tensor* grad) {
-  TORCH_CHECK(a.dim() == 3 && a.size(1) == a.size(2) && (a.size(1) == 8 || a.size(1) == 16),
-              "liere expm kernel: expected (rows, n, n) with n = 8 or 16");
+  const int64_t n = a.dim() == 3 && a.size(1) == a.size(2) ? a.size(1) : -1;
+  TORCH_CHECK(n == 8 || n == 16 || n == 32 || n == 48 || n == 64,
+              "liere expm kernel: expected (rows, n, n) with n = 8, 16, 32, 48 or 64");
   TORCH_CHECK(a.scalar_type() == at::kFloat && a.is_contiguous(), "liere expm kernel: float32, contiguous");
   TORCH_CHECK(!grad || (grad->sizes() == a.sizes() && grad->scalar_type() == at::kFloat && grad->is_contiguous()),
               "liere expm kernel: grad must be shaped like a, float32, contiguous");
   auto out = at::empty_like(a);
-  if (a.size(1) == 8)
-    expm_rows<8>(a, grad, out);
-  else
-    expm_rows<16>(a, grad, out);
+  switch (n) {
+    case 8: expm_rows<8>(a, grad, out); break;
+    case 16: expm_rows<16>(a, grad, out); break;
+    case 32: expm_rows<32>(a, grad, out); break;
+    case 48: expm_rows<48>(a, grad, out); break;
+    default: expm_rows<64>(a, grad, out);
+  }
   return out;
 }
 
@@ -890,10 +926,13 @@ at::Tensor skew_expm_backward(const at::Tensor& a, const at::Tensor& grad) { ret
 
 TORCH_LIBRARY(liere_cpu_v3, m) {
   m.def("rotate_blocks(Tensor x, Tensor a_transposed, Tensor(a!) out) -> ()", &rotate_blocks);
-  m.def("block_outer_sums(Tensor grad, Tensor x, Tensor(a!) ga, bool accumulate=False) -> ()", &block_outer_sums);
+  m.def("block_outer_sums(Tensor grad, Tensor x, Tensor(a!) ga) -> ()", &block_outer_sums);
+  m.def("rotate_tiles(Tensor[] xs, Tensor a_transposed, Tensor(a!)[] outs) -> ()", &rotate_tiles_op);
+  m.def("outer_sum_tiles(Tensor[] grads, Tensor[] xs, Tensor(a!) ga) -> ()", &outer_sum_tiles_op);
+  m.def("rotate_back_and_outer_sum_tiles(Tensor[] grads, Tensor a, Tensor[] xs, Tensor(a!)[] gxs, Tensor(b!) ga) -> ()",
+        &rotate_back_and_outer_sum_tiles_op);
   m.def("rotate_back_and_outer_sums(Tensor grad, Tensor a, Tensor y, Tensor(a!) gx, Tensor(b!) ga) -> ()",
         &rotate_back_and_outer_sums_op);
   m.def("skew_expm(Tensor a) -> Tensor", &skew_expm);
   m.def("skew_expm_backward(Tensor a, Tensor grad) -> Tensor", &skew_expm_backward);
-  m.def("tile_bmm(Tensor a, Tensor b, Tensor(a!) out, bool add) -> ()", &tile_bmm);
 }

@@ -49,15 +49,22 @@ def best_of(run, repeats: int = 9) -> float:
     return min(times)
 
 
-def tile_rate() -> float | None:
-    """The kernel's register tiles, one layer's q and k (batch 32) by 390 rotations, operands in cache."""
+def tile_rate(layer: bool) -> float | None:
+    """The kernel's register tiles on 390 products of 64x64 (one 64-row product per rotation), operands in cache:
+    ``layer``, one layer's q and k (batch 32) as the step lays them out (each matrix's rows one per sample, far
+    apart); else each matrix's 64 rows contiguous, as the exponential's own matrices are."""
     if not cpu_kernel.available():
         return None
     ops = getattr(torch.ops, cpu_kernel._NAMESPACE)
-    xs = [torch.randn(32, 6, 65, 64) for _ in range(2)]
+    if layer:
+        xs = [torch.randn(32, 6, 65, 64) for _ in range(2)]
+        r_t = torch.randn(1, 6, 65, 1, 64, 64)
+    else:  # (B=64, H=1, N=390, D=64) with the 64 rows of each token contiguous
+        xs = [torch.randn(390, 64, 64).permute(1, 0, 2).unsqueeze(1)]
+        r_t = torch.randn(1, 1, 390, 1, 64, 64)
     outs = [torch.empty_like(x) for x in xs]
-    r_t = torch.randn(1, 6, 65, 1, 64, 64)
-    return 2 * 32 * 390 * FLOP / best_of(lambda: ops.rotate_tiles(xs, r_t, outs)) / 1e9
+    # 390 matrices, each multiplying 64 rows (2 x 32 or 1 x 64): 390 products of 64x64
+    return 390 * FLOP / best_of(lambda: ops.rotate_tiles(xs, r_t, outs)) / 1e9
 
 
 def bmm_rate(n: int) -> float:
@@ -77,9 +84,11 @@ for label, share in (("per layer", False), ("shared", True)):
     print(f"{label}: exponentials {s.shape[0]}, squarings mean {s.mean():.2f} (min {s.min():.0f}, max {s.max():.0f}); "
           f"{per_exp.float().mean():.1f} products each, {gflop:.1f} GFLOP; apply {apply_gflop:.1f} GFLOP")
 rates = {f"bmm (n, 64, 64) @ (n, 64, 64), n = {n}": bmm_rate(n) for n in (64, 384)}
-tiles = tile_rate()
-if tiles is not None:
-    rates["kernel tiles, 390 x (64 x 64) @ (64 x 64)"] = tiles
+for layer in (True, False):
+    tiles = tile_rate(layer)
+    if tiles is not None:
+        where = "one layer's q and k" if layer else "contiguous rows"
+        rates[f"kernel tiles, 390 x (64 x 64) @ (64 x 64), {where}"] = tiles
 for label, rate in rates.items():
     print(f"{label}: {rate:.0f} GFLOP/s")
 m = torch.randn(1024, 1024)

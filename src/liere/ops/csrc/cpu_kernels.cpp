@@ -490,11 +490,10 @@ void tile_product(const A& a, const BRow& brow, const CRow& crow, int64_t M, int
 template <typename F>
 void by_tile_width(int64_t width, F&& f) {
   switch (width) {
-    case 16: f(std::integral_constant<int, 1>{}); break;
     case 32: f(std::integral_constant<int, 2>{}); break;
     case 48: f(std::integral_constant<int, 3>{}); break;
     case 64: f(std::integral_constant<int, 4>{}); break;
-    default: TORCH_CHECK(false, "liere tile product: width must be 16, 32, 48 or 64, got ", width);
+    default: TORCH_CHECK(false, "liere tile product: width must be 32, 48 or 64, got ", width);
   }
 }
 

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import liere
@@ -46,3 +46,17 @@ def test_with_prefix():
     assert p.shape == (6, 2) and torch.all(p[:2] == 0)
     pb = with_prefix(torch.ones(3, 4, 2), 1, value=torch.tensor([5.0, 6.0]))
     assert pb.shape == (3, 5, 2) and torch.all(pb[:, 0] == torch.tensor([5.0, 6.0]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 300))
+def test_liere_grid_coordinates_double_exactly(n):
+    """p_2i = 2 p_i bit for bit (rotations at multiples are products, liere.ops.multiples), each coordinate
+    within one float32 ulp of i / (n - 1)."""
+    import numpy as np
+
+    p = liere.positions.axis_coordinates(n, "liere").numpy()
+    assert p.dtype == np.float32
+    assert all(p[2 * i] == 2 * p[i] for i in range((n + 1) // 2) if 2 * i < n)
+    exact = np.arange(n, dtype=np.float64) / (n - 1)
+    assert np.all(np.abs(p.astype(np.float64) - exact) <= np.spacing(np.float32(1.0)) * np.maximum(exact, 1e-30))

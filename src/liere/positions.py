@@ -57,7 +57,11 @@ def axis_coordinates(
         if isinstance(n, torch.SymInt):  # a symbolic grid: linspace would specialise its end; same values
             step = n / n_train / torch.sym_max(n - 1, 1)
             return torch.arange(n, device=device, dtype=torch.float32).mul(step).to(dtype)
-        return torch.linspace(0.0, n / n_train, n, device=device, dtype=dtype)
+        # Each coordinate rounded once from i n / (n_train (n - 1)) (torch.linspace rounds some a float32 ulp
+        # away, e.g. 4/7 and 5/7 of an 8-grid): then 2 p_i = p_2i exactly, which the rotations' products at
+        # multiples of other positions need (liere.ops.multiples).
+        exact = torch.arange(n, device=device, dtype=torch.float64) * (n / n_train) / max(n - 1, 1)
+        return exact.to(dtype)
     if convention == "centers":
         return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n
     if convention == "index":

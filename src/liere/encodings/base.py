@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .._compat import tracing
 from ..ops.apply import LAYOUTS, apply_rotation_qk
+from ..ops import multiples
 from ..ops.expm import new_site, skew_expm
 from ..pairing import check_pairing, from_interleaved, permutation, to_interleaved
 from ..positions import check_positions
@@ -40,6 +41,9 @@ _CACHE_SIZE = 8
 # Above this many bytes of generators for all layers, the CPU makes each layer's rotation separately
 # (BlockEncoding._per_layer_batches): glibc's largest mmap threshold.
 _PER_LAYER_BYTES = 32 << 20
+# From this block size on, rotations at positions that are multiples of others are made by products
+# (BlockEncoding._multiples_plan); below it the exponential kernels cost about what the products would.
+_MULTIPLES_FROM = 8
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -439,15 +443,41 @@ class BlockEncoding(RotaryEncoding):
         return _generator_field(positions, self.generator_blocks().to(positions.dtype))
 
     def _compute(self, positions: Tensor) -> Rotation:
+        plan = self._multiples_plan(positions)
         if not self._per_layer_batches(positions):
-            return self._exponential(self._blocks_at(positions))
+            if plan is None:
+                return self._exponential(self._blocks_at(positions))
+            return self._exponential_at(positions, self.generator_blocks().to(positions.dtype), plan)
         generators = self.generator_blocks().to(positions.dtype)
-        return Rotation.from_layers(self._exponential(_generator_field(positions, g), recompute=True)
+        return Rotation.from_layers(self._exponential_at(positions, g, plan, recompute=True)
                                     for g in generators.split(1))
 
     def _exponential(self, field: Tensor, recompute: bool = False) -> Rotation:
         return Rotation(self.head_dim, blocks=skew_expm(field, site=self._expm_site, recompute=recompute),
                         orthogonal=True)
+
+    def _exponential_at(self, positions: Tensor, generators: Tensor, plan: multiples.Plan | None,
+                        recompute: bool = False) -> Rotation:
+        """R at the positions (1, N, d): exponentials at the plan's base positions, products at their multiples
+        and the identity at the origin (``liere.ops.multiples``); every position's exponential without a plan."""
+        if plan is None:
+            return self._exponential(_generator_field(positions, generators), recompute)
+        base = positions[:, plan.base]
+        blocks = skew_expm(_generator_field(base, generators), site=self._expm_site, recompute=recompute)
+        return Rotation(self.head_dim, blocks=multiples.from_multiples(blocks, plan, dim=3), orthogonal=True)
+
+    def _multiples_plan(self, positions: Tensor) -> multiples.Plan | None:
+        """Where positions are multiples of each other (R(g q) = R(q)^g for a field linear in p), the plan that
+        makes their rotations by products (``liere.ops.multiples``). Only where an exponential costs more than
+        the products that replace it (b >= _MULTIPLES_FROM), on the CPU (the plan reads the positions on the
+        host: a synchronisation on an accelerator), for one set of positions shared by the batch, outside
+        traced graphs, and for the generic field ``_blocks_at`` (methods that override it build G(p) their way).
+        """
+        if (self.block_size < _MULTIPLES_FROM or positions.device.type != "cpu" or positions.shape[0] != 1
+                or positions.requires_grad or tracing() or type(self)._blocks_at is not BlockEncoding._blocks_at):
+            return None
+        found = multiples.plan(positions[0])
+        return found if found is not None and len(found.base) else None
 
     def _per_layer_batches(self, positions: Tensor) -> bool:
         """Whether to make each layer's rotation by itself (one exponential per layer) instead of all at once.

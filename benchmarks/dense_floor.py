@@ -1,8 +1,9 @@
 """The arithmetic floor of dense LieRE (b = 64) in the step benchmark's ViT-Tiny, on this machine.
 
 Counts the 64x64 products of one step's exponentials, forward and backward, for the step model at its
-initialisation (the 8x8 grid), in both forms the step benchmark runs (per layer: 4,608 exponentials; shared by
-the layers: 384). On the CPU both run liere's exponential kernel, one matrix at a time, whose backward recomputes
+initialisation (the 8x8 grid), in both forms the step benchmark runs (per layer: 12 x 6 heads x 64 positions;
+shared by the layers: 6 x 64), less the rotations made as products at multiples of other positions (the origin
+and the 15 even grid points, ``liere.ops.multiples``: 3 products each, forward and backward). On the CPU both run liere's exponential kernel, one matrix at a time, whose backward recomputes
 its forward: 5 products for B^2, B^4 and the degree-12 polynomial plus s squarings (and 2 for the orthogonalising
 step after 6 or more) forward, the same 5 + s again backward, then 2 per squaring and 10 for the polynomial to
 reverse them: 20 + 4 s (+ 2) each.
@@ -29,14 +30,20 @@ torch.manual_seed(0)
 FLOP = 2 * 64**3  # one 64x64 product
 
 
-def squarings(share: bool) -> torch.Tensor:
+def squarings(share: bool) -> tuple[torch.Tensor, int]:
+    """Squaring counts of the exponentials one step runs, and how many rotations are products instead (positions
+    that are multiples of others, ``liere.ops.multiples``: one product forward, two backward; the origin none)."""
     model, _ = _step_model(STEP_CASE, "liere", 64, share, "cpu")
     enc = next(m for m in model.modules() if hasattr(m, "_blocks_at"))  # the ViT's LieRE encoding
-    a = enc._blocks_at(grid((8, 8), enc.default_convention)[None]).detach()
+    pos = grid((8, 8), enc.default_convention)
+    plan = enc._multiples_plan(pos[None])
+    base = pos if plan is None else pos[plan.base]
+    a = enc._blocks_at(base[None]).detach()
     flat = a.reshape(-1, 64, 64)
     theta = expm._theta(flat)
     s, *_ = expm._refine(flat, expm._num_squarings(flat, theta), theta)
-    return s
+    products = 0 if plan is None else sum(len(t) for t, _, _ in plan.levels) * a.shape[0] * a.shape[2]
+    return s, products
 
 
 def best_of(run, repeats: int = 9) -> float:
@@ -77,12 +84,13 @@ liere.tune_allocator()
 apply_gflop = 3 * 12 * 2 * 32 * 65 * 6 * 64 * 64 * 2 / 1e9  # 3 products x 12 layers x (q, k) x rows x 64 x 64 x 2
 cases = {}
 for label, share in (("per layer", False), ("shared", True)):
-    s = squarings(share)
+    s, products = squarings(share)
     per_exp = 20 + 4 * s + 2 * (s >= expm._POLISH_FROM)
-    gflop = per_exp.sum().item() * FLOP / 1e9
+    gflop = (per_exp.sum().item() + 3 * products) * FLOP / 1e9
     cases[label] = gflop
     print(f"{label}: exponentials {s.shape[0]}, squarings mean {s.mean():.2f} (min {s.min():.0f}, max {s.max():.0f}); "
-          f"{per_exp.float().mean():.1f} products each, {gflop:.1f} GFLOP; apply {apply_gflop:.1f} GFLOP")
+          f"{per_exp.float().mean():.1f} products each; {products} rotations as products at multiples (3 each); "
+          f"{gflop:.1f} GFLOP; apply {apply_gflop:.1f} GFLOP")
 rates = {f"bmm (n, 64, 64) @ (n, 64, 64), n = {n}": bmm_rate(n) for n in (64, 384)}
 for layer in (True, False):
     tiles = tile_rate(layer)

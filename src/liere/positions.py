@@ -53,15 +53,14 @@ def axis_coordinates(
         n_train = n if n_train is None else n_train
         if n_train < 1:
             raise ValueError(f"train_shape: expected positive sizes, got {n_train}")
-        # linspace(0, 1, n) at the training size, as in the LieRE code; stretched by n / n_train elsewhere.
-        if isinstance(n, torch.SymInt):  # a symbolic grid: linspace would specialise its end; same values
-            step = n / n_train / torch.sym_max(n - 1, 1)
-            return torch.arange(n, device=device, dtype=torch.float32).mul(step).to(dtype)
-        # Each coordinate rounded once from i n / (n_train (n - 1)) (torch.linspace rounds some a float32 ulp
-        # away, e.g. 4/7 and 5/7 of an 8-grid): then 2 p_i = p_2i exactly, which the rotations' products at
-        # multiples of other positions need (liere.ops.multiples).
-        exact = torch.arange(n, device=device, dtype=torch.float64) * (n / n_train) / max(n - 1, 1)
-        return exact.to(dtype)
+        # i / (n - 1) at the training size, as linspace(0, 1, n) in the LieRE code; stretched by n / n_train
+        # elsewhere. Not linspace itself: it rounds some coordinates an ulp away from i / (n - 1) (4/7 and 5/7 of an
+        # 8-grid), where this rounds each once (at the training size) and every step scales by 2 exactly, so
+        # p_2i = 2 p_i: the rotations at multiples of other positions are then products (liere.ops.multiples).
+        if isinstance(n, torch.SymInt):  # a symbolic grid (export): the same arithmetic on its symbolic size
+            return torch.arange(n, device=device, dtype=torch.float32).mul(n / n_train).div(
+                torch.sym_max(n - 1, 1)).to(dtype)
+        return torch.arange(n, device=device, dtype=dtype).mul(n / n_train).div(max(n - 1, 1))
     if convention == "centers":
         return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n
     if convention == "index":

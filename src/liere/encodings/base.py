@@ -303,6 +303,10 @@ class RotaryEncoding(PositionEncoding):
             if self.prefix_position is not None:
                 prefix = self.prefix_position.to(positions.device).expand(positions.shape[0], -1, -1)
                 rotation = self._compute(torch.cat((prefix, positions), 1))
+            elif self.num_prefix_tokens and self._prefix_at_origin(positions):
+                # R(0) = I: the prefix tokens' identity comes out of the computation itself (no padded copy)
+                origin = positions.new_zeros(positions.shape[0], self.num_prefix_tokens, positions.shape[2])
+                rotation = self._compute(torch.cat((origin, positions), 1))
             else:
                 rotation = self._pad_prefix(self._compute(positions))
         if key is not None and not rotation._data.requires_grad:  # never keep (or serve) a graph
@@ -371,6 +375,11 @@ class RotaryEncoding(PositionEncoding):
 
     def _param_layer(self, layer: int) -> int:
         return self._check_layer(layer) if self.param_layers > 1 else 0
+
+    def _prefix_at_origin(self, positions: Tensor) -> bool:
+        """Whether to give prefix tokens the identity by computing R at the origin (free where the method makes
+        R(0) = I without an exponential) instead of padding the rotation (a copy of it)."""
+        return False
 
     def _pad_prefix(self, rotation: Rotation) -> Rotation:
         """Give prefix tokens the identity rotation."""
@@ -465,6 +474,11 @@ class BlockEncoding(RotaryEncoding):
         base = positions[:, plan.base]
         blocks = skew_expm(_generator_field(base, generators), site=self._expm_site, recompute=recompute)
         return Rotation(self.head_dim, blocks=multiples.from_multiples(blocks, plan, dim=3), orthogonal=True)
+
+    def _prefix_at_origin(self, positions: Tensor) -> bool:
+        # With a plan the origin is the identity, made in the plan's own output: the padded copy of a dense
+        # per-layer LieRE's rotation (6.3 MB per layer) is not made, nor kept beside the unpadded one.
+        return self._multiples_plan(positions) is not None
 
     def _multiples_plan(self, positions: Tensor) -> multiples.Plan | None:
         """Where positions are multiples of each other (R(g q) = R(q)^g for a field linear in p), the plan that

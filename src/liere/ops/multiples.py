@@ -146,42 +146,33 @@ def _build(base: Tensor, plan: Plan, dim: int) -> Tensor:
     return out
 
 
-def _build_differentiable(base: Tensor, plan: Plan, dim: int) -> Tensor:
-    """``_build`` with out-of-place ops only, for a backward that must itself be differentiable."""
-    shape = list(base.shape)
-    shape[dim] = plan.n
-    out = torch.zeros(shape, dtype=base.dtype, device=base.device).index_copy(dim, plan.base, base)
-    if len(plan.zero):
-        shape[dim] = len(plan.zero)
-        eye = torch.eye(base.shape[-1], dtype=base.dtype, device=base.device).expand(shape)
-        out = out.index_copy(dim, plan.zero, eye)
-    for targets, left, right in plan.levels:
-        out = out.index_copy(dim, targets, out.index_select(dim, left) @ out.index_select(dim, right))
-    return out
-
-
 class _FromMultiples(torch.autograd.Function):
     """Forward in one buffer; the backward walks the levels back, accumulating in one gradient buffer
-    (autograd through the indexing would zero-fill and sum a full-size gradient per gather)."""
+    (autograd through the indexing would zero-fill and sum a full-size gradient per gather). Only the output is
+    kept: the products' operands are its rows, and the base blocks are not held a second time (dense per-layer
+    LieRE would keep 12 x 4.7 MB more)."""
 
     @staticmethod
     def forward(ctx, base: Tensor, plan: Plan, dim: int) -> Tensor:
         out = _build(base, plan, dim)
         ctx.plan, ctx.dim = plan, dim
-        ctx.save_for_backward(base, out)
+        ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        base, out = ctx.saved_tensors
+        (out,) = ctx.saved_tensors
         plan, dim = ctx.plan, ctx.dim
-        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate again
-            built = _build_differentiable(base, plan, dim)
-            (g,) = torch.autograd.grad(built, base, grad, create_graph=True)
-            return g, None, None
-        g = grad.contiguous().clone()
+        # With create_graph=True the same steps run out of place, so that autograd can differentiate them (and,
+        # through the kept output, this function again).
+        again = torch.is_grad_enabled()
+        g = grad.contiguous() if again else grad.contiguous().clone()
         for targets, left, right in reversed(plan.levels):
             g_t = g.index_select(dim, targets)
-            g.index_add_(dim, left, g_t @ out.index_select(dim, right).mT)
-            g.index_add_(dim, right, out.index_select(dim, left).mT @ g_t)
+            to_left = g_t @ out.index_select(dim, right).mT
+            to_right = out.index_select(dim, left).mT @ g_t
+            if again:
+                g = g.index_add(dim, left, to_left).index_add(dim, right, to_right)
+            else:
+                g.index_add_(dim, left, to_left).index_add_(dim, right, to_right)
         return g.index_select(dim, plan.base), None, None

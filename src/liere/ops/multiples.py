@@ -75,10 +75,9 @@ def plan(positions: Tensor) -> Plan | None:
 
 def _find(p: Tensor) -> Plan | None:
     n = p.shape[0]
-    scale = p.abs().amax(1)
-    zero = scale == 0
     if not bool(torch.isfinite(p).all()):
         return None
+    zero = (p == 0).all(1)
     norm2 = (p * p).sum(1)
     # For each target i and candidate j: the nearest whole multiple g of p_j, and how far g p_j is from p_i.
     g = ((p @ p.T) / norm2.clamp_min(1e-300)).round()
@@ -107,12 +106,12 @@ def _find(p: Tensor) -> Plan | None:
             # O(N^2) host work for a plan that balanced splits already make shallow.)
             splits = ((a, mult - a) for a in range((mult + 1) // 2, mult) if a in made and mult - a in made)
             pairs = [(max(level[made[a]], level[made[b]]), -a) for a, b in itertools.islice(splits, 16)]
-            pair = None if not pairs else (-min(pairs)[1], mult + min(pairs)[1])
-            if pair is None:
+            if not pairs:
                 made[mult] = i
                 level[i] = 0
                 continue
-            left, right = made[pair[0]], made[pair[1]]
+            a = -min(pairs)[1]
+            left, right = made[a], made[mult - a]
             level[i] = 1 + max(level[left], level[right])
             products.setdefault(level[i], []).append((i, left, right))
             computed.add(i)
